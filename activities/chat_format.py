@@ -1,0 +1,110 @@
+"""Conversion between the harness's conversation items and Chat Completions messages.
+
+The conversation is kept in Responses API item shapes; servers that only speak
+Chat Completions get it folded into chat messages here. Pure functions on
+plain dicts (the JSON the wire carries), so they are testable on their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.conversation import (
+    ConversationItem,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    MessageItem,
+    ToolSpec,
+)
+from harness.specs import ModelSettings, Usage
+
+
+def to_chat_messages(instructions: str, items: list[ConversationItem]) -> list[dict[str, Any]]:
+    """Instructions as the system message, then the items as chat messages.
+
+    An assistant message and the function calls right after it become one
+    assistant message with `tool_calls`, as a chat model would have sent them.
+    """
+    messages: list[dict[str, Any]] = []
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+    for item in items:
+        if isinstance(item, FunctionCallItem):
+            call = {
+                "id": item.call_id,
+                "type": "function",
+                "function": {"name": item.name, "arguments": item.arguments},
+            }
+            previous = messages[-1] if messages else None
+            if previous is not None and previous["role"] == "assistant":
+                previous.setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif isinstance(item, FunctionCallOutputItem):
+            messages.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
+        else:
+            messages.append({"role": _chat_role(item), "content": item.content})
+    return messages
+
+
+def _chat_role(item: MessageItem) -> str:
+    # "developer" is an OpenAI-only role; other chat servers know "system"
+    return "system" if item.role == "developer" else item.role
+
+
+def to_chat_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
+        }
+        for tool in tools
+    ]
+
+
+def chat_sampling_params(settings: ModelSettings) -> dict[str, Any]:
+    """The sampling settings that are set, under their Chat Completions names."""
+    params: dict[str, Any] = {}
+    if settings.temperature is not None:
+        params["temperature"] = settings.temperature
+    if settings.top_p is not None:
+        params["top_p"] = settings.top_p
+    if settings.max_output_tokens is not None:
+        params["max_completion_tokens"] = settings.max_output_tokens
+    return params
+
+
+def from_chat_message(message: dict[str, Any], fallback_call_id_prefix: str) -> list[ConversationItem]:
+    """The items of one assistant chat message: its text, then its function calls in order.
+
+    Some servers omit tool call ids; those get `<prefix>_<index>` so outputs can refer to them.
+    """
+    calls = [call for call in message.get("tool_calls") or [] if call.get("type", "function") == "function"]
+    items: list[ConversationItem] = []
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    # a turn without calls is the model's answer, even when empty
+    if text or not calls:
+        items.append(MessageItem(role="assistant", content=text))
+    for index, call in enumerate(calls):
+        function = call.get("function") or {}
+        items.append(
+            FunctionCallItem(
+                call_id=call.get("id") or f"{fallback_call_id_prefix}_{index}",
+                name=function.get("name", ""),
+                arguments=function.get("arguments") or "",
+            )
+        )
+    return items
+
+
+def chat_usage(usage: dict[str, Any] | None) -> Usage:
+    usage = usage or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    return Usage(
+        model_calls=1,
+        input_tokens=prompt,
+        output_tokens=completion,
+        total_tokens=int(usage.get("total_tokens") or prompt + completion),
+    )

@@ -1,0 +1,195 @@
+"""The `farline` command: a dev stack, starting and following runs, the end-to-end demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from harness.config import FarlineConfig
+from harness.devserver import DevServerError, port_open, start_dev_server, stop_process
+from harness.runs import describe, follow_run, start_run, web_ui_link
+from harness.specs import ModelSettings, RunRequest, RunResult, RunStatus, SandboxSettings
+from harness.temporal_client import connect
+
+DEMO_TASK = "Tell me what machine you run on, then compute the sum of the numbers 1 to 100 with Python."
+
+
+def _config() -> FarlineConfig:
+    return FarlineConfig.from_env()
+
+
+def _print_status(status: RunStatus) -> None:
+    click.echo(f"  {describe(status)}")
+
+
+def _print_result(result: RunResult) -> None:
+    click.echo(f"state: {result.state.value} after {result.turns} turns, {result.usage.total_tokens} tokens")
+    if result.final_message is not None:
+        click.echo("answer:")
+        click.echo(result.final_message)
+
+
+def _start_worker(config: FarlineConfig, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **extra_env, "FARLINE_TEMPORAL_ADDRESS": config.temporal_address}
+    env.setdefault("FARLINE_TASK_QUEUE", config.task_queue)
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker"], env=env, cwd=Path(__file__).resolve().parent.parent
+    )
+
+
+@click.group()
+def main() -> None:
+    """Farline: durable agent runs on Temporal."""
+
+
+@main.command()
+@click.option("--port", default=7233, show_default=True, help="Temporal frontend port.")
+@click.option("--ui-port", default=8233, show_default=True, help="Temporal web UI port.")
+@click.option("--no-worker", is_flag=True, help="Start only the Temporal dev server.")
+def dev(port: int, ui_port: int, no_worker: bool) -> None:
+    """Start the embedded Temporal dev server (sqlite in the data dir) and a worker, until Ctrl-C."""
+    config = _config().model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
+    db_file = config.data_dir / "temporal.sqlite"
+    try:
+        server = start_dev_server(db_file, port=port, ui_port=ui_port)
+    except DevServerError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Temporal dev server on 127.0.0.1:{port}, web UI http://127.0.0.1:{ui_port}, data {db_file}")
+    worker = None if no_worker else _start_worker(config, {})
+    try:
+        while server.poll() is None and (worker is None or worker.poll() is None):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        stop_process(server)
+    click.echo("stopped")
+
+
+@main.command()
+@click.argument("agent")
+@click.argument("task")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the run to end and print its answer.")
+@click.option("--follow", is_flag=True, help="Print each change of the run's status until it ends.")
+@click.option("--max-turns", type=int, default=None, help="Stop after this many model calls (default 50).")
+@click.option("--model", default=None, help="Model name for this run (default FARLINE_MODEL).")
+@click.option("--network", is_flag=True, help="Give the sandbox network access.")
+@click.option("--id", "workflow_id", default=None, help="Workflow id (default AGENT-<random>).")
+def run(
+    agent: str,
+    task: str,
+    wait_: bool,
+    follow: bool,
+    max_turns: int | None,
+    model: str | None,
+    network: bool,
+    workflow_id: str | None,
+) -> None:
+    """Start a run of a registered AGENT on TASK and print its workflow id and web UI link."""
+    fields: dict[str, object] = {"agent": agent, "task": task}
+    if max_turns is not None:
+        fields["max_turns"] = max_turns
+    if model is not None:
+        fields["model"] = ModelSettings(model=model)
+    if network:
+        fields["sandbox"] = SandboxSettings(network=True)
+    try:
+        request = RunRequest.model_validate(fields)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    asyncio.run(_run(_config(), request, workflow_id, wait_ or follow, follow))
+
+
+async def _run(
+    config: FarlineConfig, request: RunRequest, workflow_id: str | None, wait: bool, follow: bool
+) -> RunResult | None:
+    client = await connect(config)
+    handle = await start_run(client, config, request, workflow_id)
+    click.echo(f"workflow id: {handle.id}")
+    click.echo(f"web UI: {web_ui_link(config, handle.id)}")
+    if not wait:
+        return None
+    result = await follow_run(handle, _print_status if follow else (lambda _status: None))
+    _print_result(result)
+    return result
+
+
+@main.command()
+@click.argument("workflow_id")
+def status(workflow_id: str) -> None:
+    """Show a run's status (turn, state, what it waits on, tokens)."""
+    asyncio.run(_status(_config(), workflow_id))
+
+
+async def _status(config: FarlineConfig, workflow_id: str) -> None:
+    client = await connect(config)
+    handle = client.get_workflow_handle(workflow_id)
+    description = await handle.describe()
+    state = await handle.query("status", result_type=RunStatus)
+    click.echo(
+        json.dumps(
+            {
+                "workflow": description.status.name if description.status else None,
+                **state.model_dump(mode="json"),
+            },
+            indent=2,
+        )
+    )
+
+
+@main.command()
+def demo() -> None:
+    """Run the demo agent end to end on the embedded defaults, then stop what was started."""
+    asyncio.run(_demo(_config()))
+
+
+async def _demo(config: FarlineConfig) -> None:
+    from harness.scripted_model import DEMO_SCRIPT_PATH, Script, ScriptedModelServer
+
+    started: list[subprocess.Popen[bytes]] = []
+    scripted: ScriptedModelServer | None = None
+    worker_env: dict[str, str] = {"FARLINE_TASK_QUEUE": f"farline-demo-{os.getpid()}"}
+    config = config.model_copy(update={"task_queue": worker_env["FARLINE_TASK_QUEUE"]})
+    try:
+        if config.openai_api_key is None:
+            scripted = ScriptedModelServer(Script.from_file(DEMO_SCRIPT_PATH))
+            scripted.start()
+            worker_env["OPENAI_BASE_URL"] = scripted.base_url
+            click.echo(
+                "Model: OPENAI_API_KEY is not set, so this demo uses the SCRIPTED model: a local "
+                f"OpenAI-compatible server at {scripted.base_url} replaying a recorded rollout. "
+                "The commands run for real in a bubblewrap sandbox."
+            )
+        else:
+            click.echo(
+                f"Model: {config.model} at {config.openai_base_url or 'the OpenAI API'} (a real model)."
+            )
+        host, _, port = config.temporal_address.rpartition(":")
+        if port_open(host, int(port)):
+            click.echo(f"Temporal: using the server already running at {config.temporal_address}")
+        else:
+            db_file = config.data_dir / "temporal.sqlite"
+            started.append(start_dev_server(db_file, port=int(port)))
+            click.echo(f"Temporal: started the embedded dev server ({db_file})")
+        started.append(_start_worker(config, worker_env))
+        request = RunRequest(agent="demo", task=DEMO_TASK)
+        result = await _run(config, request, None, wait=True, follow=True)
+        if result is None or result.final_message is None:
+            raise click.ClickException("the demo run ended without an answer")
+        click.echo("The run's history stays in the dev server's database: `farline dev` serves it again.")
+    except DevServerError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        for process in reversed(started):
+            stop_process(process)
+        if scripted is not None:
+            scripted.stop()

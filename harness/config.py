@@ -1,0 +1,71 @@
+"""Worker-side configuration, read from the environment.
+
+Secrets (the model API key) live here, on the worker, and never enter a
+workflow's input, its history or a sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, Field, SecretStr
+
+from harness.specs import ModelApi
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "farline"
+
+
+class FarlineConfig(BaseModel):
+    """Every setting a user can give through the environment (see the README's table)."""
+
+    temporal_address: str = Field(default="127.0.0.1:7233")
+    temporal_namespace: str = Field(default="default")
+    task_queue: str = Field(default="farline")
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    ui_url: str = Field(default="http://127.0.0.1:8233")
+
+    openai_base_url: str | None = Field(default=None)
+    openai_api_key: SecretStr | None = Field(default=None)
+    model: str = Field(default="gpt-5.1")
+    model_api: ModelApi = Field(default="responses")
+    model_timeout_s: float = Field(default=600.0, gt=0)
+
+    bwrap_path: str = Field(default="bwrap")
+    sandbox_uid: int = Field(default=65534, ge=1)
+
+    log_format: str = Field(default="auto")  # auto, json or console
+
+    # field name -> environment variable that sets it
+    ENVIRONMENT: ClassVar[dict[str, str]] = {
+        "temporal_address": "FARLINE_TEMPORAL_ADDRESS",
+        "temporal_namespace": "FARLINE_TEMPORAL_NAMESPACE",
+        "task_queue": "FARLINE_TASK_QUEUE",
+        "data_dir": "FARLINE_DATA_DIR",
+        "ui_url": "FARLINE_UI_URL",
+        "openai_base_url": "OPENAI_BASE_URL",
+        "openai_api_key": "OPENAI_API_KEY",
+        "model": "FARLINE_MODEL",
+        "model_api": "FARLINE_MODEL_API",
+        "model_timeout_s": "FARLINE_MODEL_TIMEOUT_S",
+        "bwrap_path": "FARLINE_BWRAP",
+        "sandbox_uid": "FARLINE_SANDBOX_UID",
+        "log_format": "FARLINE_LOG_FORMAT",
+    }
+
+    @property
+    def sandboxes_dir(self) -> Path:
+        return self.data_dir / "sandboxes"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> FarlineConfig:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, variable in cls.ENVIRONMENT.items():
+            if env.get(variable):
+                values[name] = env[variable]
+        return cls(**values)

@@ -1,0 +1,82 @@
+"""The conversation as the model sees it, in Responses API item shapes.
+
+The workflow keeps a list of these items; the model activity turns them into
+the wire format of the configured API (Responses or Chat Completions).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from harness.specs import ModelSettings, Usage
+
+
+class MessageItem(BaseModel):
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str
+
+
+class FunctionCallItem(BaseModel):
+    """A tool call the model made; `arguments` is the raw JSON text the model sent."""
+
+    type: Literal["function_call"] = "function_call"
+    call_id: str
+    name: str
+    arguments: str
+
+
+class FunctionCallOutputItem(BaseModel):
+    type: Literal["function_call_output"] = "function_call_output"
+    call_id: str
+    output: str
+
+
+ConversationItem = Annotated[
+    MessageItem | FunctionCallItem | FunctionCallOutputItem, Field(discriminator="type")
+]
+
+
+class ToolSpec(BaseModel):
+    """A function tool as offered to the model."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class ModelRequest(BaseModel):
+    """Input of the model activity."""
+
+    settings: ModelSettings
+    instructions: str
+    items: list[ConversationItem]
+    tools: list[ToolSpec] = Field(default_factory=list)
+
+
+class ModelTurn(BaseModel):
+    """What one model call produced: assistant messages and function calls, in order."""
+
+    items: list[ConversationItem]
+    usage: Usage
+    response_id: str | None = None
+    model: str | None = None
+
+    @property
+    def function_calls(self) -> list[FunctionCallItem]:
+        return [item for item in self.items if isinstance(item, FunctionCallItem)]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(
+            item.content for item in self.items if isinstance(item, MessageItem) and item.role == "assistant"
+        )
+
+    def summary(self) -> str:
+        """One line for the Temporal UI, e.g. "model: 2 tool calls"."""
+        calls = len(self.function_calls)
+        if calls:
+            return f"model: {calls} tool call{'s' if calls != 1 else ''}"
+        return "model: answered"

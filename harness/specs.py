@@ -1,0 +1,121 @@
+"""Pydantic models at the boundaries: what a user asks for and what a run reports.
+
+These travel through Temporal (workflow input, queries, results), so they hold
+names and settings only: never secrets, never large blobs.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+ModelApi = Literal["responses", "chat"]
+
+
+class ModelSettings(BaseModel):
+    """Which model to call and how; unset fields fall back to the worker's config."""
+
+    model: str | None = Field(default=None, description="Model name; default FARLINE_MODEL.")
+    api: ModelApi | None = Field(
+        default=None, description="'responses' or 'chat' (Chat Completions); default FARLINE_MODEL_API."
+    )
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+
+    def merged_with(self, override: ModelSettings | None) -> ModelSettings:
+        """These settings with every field that `override` sets replaced."""
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True, exclude_none=True))
+
+
+class SandboxSettings(BaseModel):
+    """Where the agent's commands run and what they may reach."""
+
+    provider: Literal["local"] = "local"
+    network: bool = Field(default=False, description="Give the sandbox network access.")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment variables for commands in the sandbox (plain values, not secrets).",
+    )
+
+    def merged_with(self, override: SandboxSettings | None) -> SandboxSettings:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+class AgentSpec(BaseModel):
+    """An agent: its instructions, model, sandbox defaults and the tools it may use."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    instructions: str = "You are a helpful agent working in a sandboxed workspace."
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    tools: list[str] = Field(default_factory=lambda: ["exec_command"])
+
+
+class RunRequest(BaseModel):
+    """Input of the AgentRun workflow: which agent, which task, and per-run overrides."""
+
+    agent: str | None = Field(default=None, description="Name of an agent registered on the worker.")
+    agent_spec: AgentSpec | None = Field(default=None, description="An inline agent instead of a named one.")
+    task: str = Field(min_length=1, description="What the agent is asked to do.")
+    model: ModelSettings | None = None
+    sandbox: SandboxSettings | None = None
+    max_turns: int = Field(default=50, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _one_agent(self) -> RunRequest:
+        if (self.agent is None) == (self.agent_spec is None):
+            raise ValueError("give exactly one of 'agent' (a registered agent's name) or 'agent_spec'")
+        return self
+
+
+class Usage(BaseModel):
+    """Token use summed over a run's model calls."""
+
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    def plus(self, other: Usage) -> Usage:
+        return Usage(
+            model_calls=self.model_calls + other.model_calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
+
+
+class RunState(StrEnum):
+    STARTING = "starting"
+    CALLING_MODEL = "calling_model"
+    RUNNING_TOOLS = "running_tools"
+    COMPLETED = "completed"
+    MAX_TURNS_REACHED = "max_turns_reached"
+    FAILED = "failed"
+
+
+class RunStatus(BaseModel):
+    """Answer of the `status` query."""
+
+    agent: str
+    state: RunState
+    turn: int
+    waiting_on: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+
+class RunResult(BaseModel):
+    """What an AgentRun returns when it ends."""
+
+    agent: str
+    state: RunState
+    final_message: str | None
+    turns: int
+    usage: Usage

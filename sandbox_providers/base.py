@@ -1,0 +1,129 @@
+"""The contract every sandbox provider implements.
+
+A sandbox is a disposable machine with one writable workspace. Processes are
+identified by ids the caller chooses (derived from the workflow), so starting
+the same process twice attaches to the first one instead of running it again.
+Processes, their output, stdin and exit codes live in the sandbox, not in the
+worker, so they outlive a worker restart.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+WORKSPACE_PATH = "/workspace"
+
+
+class SandboxError(Exception):
+    """Base class of the errors a provider raises."""
+
+
+class SandboxUnavailable(SandboxError):
+    """The provider cannot run here (a missing binary, a missing permission)."""
+
+
+class SandboxGone(SandboxError):
+    """The sandbox no longer exists: the workflow rehydrates a fresh one from this."""
+
+
+class SandboxPathError(SandboxError):
+    """A path that is malformed or leaves the workspace."""
+
+
+class ProcessNotFound(SandboxError):
+    """No process with that id was ever started in this sandbox."""
+
+
+class SandboxConfig(BaseModel):
+    """How a sandbox is set up; fixed at creation."""
+
+    network: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class SandboxRef(BaseModel):
+    """A small, serialisable handle on a sandbox (safe to keep in workflow history)."""
+
+    provider: str
+    sandbox_id: str
+    owner: Literal["harness", "user"] = "harness"
+
+
+class ProcessSpec(BaseModel):
+    """A process to start. `process_id` must be unique in the sandbox and stable across retries."""
+
+    process_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    argv: list[str] = Field(min_length=1)
+    workdir: str = "."
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ProcessState(BaseModel):
+    process_id: str
+    running: bool
+    exit_code: int | None = None
+    # the process vanished without an exit code (its supervisor died with the machine)
+    lost: bool = False
+    output_size: int = 0
+
+
+class OutputChunk(BaseModel):
+    data: bytes
+    offset: int
+    next_offset: int
+
+
+class FileEntry(BaseModel):
+    path: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mode: int
+    link_target: str | None = None
+
+
+class SandboxProvider(Protocol):
+    """What the activities need from a place that runs commands."""
+
+    name: str
+
+    async def create(self, sandbox_id: str, config: SandboxConfig) -> SandboxRef:
+        """Create the sandbox, or return the existing one with that id (idempotent)."""
+        ...
+
+    async def health(self, ref: SandboxRef) -> bool:
+        """True while the sandbox exists and can run processes."""
+        ...
+
+    async def start_process(self, ref: SandboxRef, spec: ProcessSpec) -> ProcessState:
+        """Start a process, or attach to the one already started with that id."""
+        ...
+
+    async def process_state(self, ref: SandboxRef, process_id: str) -> ProcessState: ...
+
+    async def read_output(self, ref: SandboxRef, process_id: str, offset: int, max_bytes: int) -> OutputChunk:
+        """Combined stdout and stderr from byte `offset`, at most `max_bytes`."""
+        ...
+
+    async def write_stdin(self, ref: SandboxRef, process_id: str, data: bytes) -> None: ...
+
+    async def kill_process(self, ref: SandboxRef, process_id: str) -> None: ...
+
+    async def read_file(self, ref: SandboxRef, path: str) -> bytes: ...
+
+    async def write_file(self, ref: SandboxRef, path: str, data: bytes, mode: int = 0o644) -> None: ...
+
+    async def list_dir(self, ref: SandboxRef, path: str = ".") -> list[FileEntry]: ...
+
+    async def export_paths(self, ref: SandboxRef, paths: list[str]) -> bytes:
+        """A tar archive of the given workspace paths (links kept as links)."""
+        ...
+
+    async def import_paths(self, ref: SandboxRef, archive: bytes) -> None:
+        """Unpack a tar archive into the workspace, refusing anything that would leave it."""
+        ...
+
+    async def destroy(self, ref: SandboxRef) -> None:
+        """Kill every process and delete the sandbox; destroying a gone sandbox is not an error."""
+        ...

@@ -1,0 +1,167 @@
+"""AgentRun end to end: real Temporal dev server, real model client, real bubblewrap sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from harness.runs import start_run
+from harness.scripted_model import Script
+from harness.specs import AgentSpec, RunRequest, RunState, RunStatus
+from workflows.agent_run import AgentRun
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def script(*turns: dict) -> Script:
+    return Script.model_validate({"turns": list(turns)})
+
+
+def exec_turn(*cmds: str) -> dict:
+    return {"tool_calls": [{"name": "exec_command", "arguments": {"cmd": cmd}} for cmd in cmds]}
+
+
+def function_outputs(request_body: dict) -> list[str]:
+    """The tool outputs a Responses API request carried to the model."""
+    return [item["output"] for item in request_body["input"] if item.get("type") == "function_call_output"]
+
+
+async def test_real_commands_reach_the_model_and_the_run_answers(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    server = scripted_model(
+        script(
+            exec_turn("echo hello from $(whoami) > note.txt && cat note.txt"),
+            exec_turn("python3 -c 'print(6 * 7)'"),
+            {"message": "The answer is: {last_tool_output}"},
+        )
+    )
+    config = make_config(server)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="demo", task="compute 6*7"))
+        result = await handle.result()
+        status = await handle.query("status", result_type=RunStatus)
+
+    assert result.state is RunState.COMPLETED
+    assert result.turns == 3
+    assert "Process exited with code 0" in result.final_message
+    assert "42" in result.final_message
+    # the first command's real output reached the model in the second call
+    second_call = server.requests[1].body
+    assert any("hello from" in output for output in function_outputs(second_call))
+    assert result.usage.model_calls == 3 and result.usage.total_tokens > 0
+    assert status.state is RunState.COMPLETED and status.usage == result.usage
+    # the harness-owned sandbox is gone once the run ends
+    assert not any((config.sandboxes_dir).iterdir())
+
+    # the recorded history replays under the current workflow code
+    history = await handle.fetch_history()
+    await Replayer(workflows=[AgentRun], data_converter=pydantic_data_converter).replay_workflow(history)
+    if os.environ.get("FARLINE_RECORD_HISTORIES"):
+        (HISTORIES / "agent_run_e2e.json").write_text(history.to_json())
+
+
+async def test_bad_tool_calls_go_back_to_the_model_and_the_run_goes_on(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    server = scripted_model(
+        script(
+            {
+                "tool_calls": [
+                    {"name": "delete_everything", "arguments": {}},
+                    {"name": "exec_command", "arguments_raw": "{not json"},
+                    {"name": "exec_command", "arguments": {"command": "ls"}},
+                    {"name": "exec_command", "arguments": {"cmd": "ls", "workdir": "../../etc"}},
+                ]
+            },
+            {"message": "recovered"},
+        )
+    )
+    config = make_config(server)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="demo", task="misbehave"))
+        result = await handle.result()
+
+    assert result.state is RunState.COMPLETED and result.final_message == "recovered"
+    outputs = function_outputs(server.requests[1].body)
+    assert len(outputs) == 4
+    assert outputs[0].startswith("error: unknown tool 'delete_everything'") and "exec_command" in outputs[0]
+    assert "not valid JSON" in outputs[1]
+    assert "cmd" in outputs[2] and "command" in outputs[2]
+    assert outputs[3].startswith("error:") and "workspace" in outputs[3]
+
+
+async def test_max_turns_ends_the_run_with_a_clear_state(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    server = scripted_model(script(*[exec_turn("true")] * 5))
+    config = make_config(server)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="demo", task="loop", max_turns=2))
+        result = await handle.result()
+    assert result.state is RunState.MAX_TURNS_REACHED
+    assert result.turns == 2 and result.final_message is None
+    assert len(server.requests) == 2
+
+
+async def test_sandbox_sees_no_worker_secret_and_no_host_network(
+    client: Client, scripted_model, make_config, running_worker, monkeypatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-for-test")
+    host_listener = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    host_port = host_listener.sockets[0].getsockname()[1]
+    server = scripted_model(
+        script(
+            exec_turn(
+                'env; python3 -c \'import socket; socket.create_connection(("127.0.0.1", '
+                f"{host_port}), timeout=2)' && echo REACHED || echo UNREACHABLE"
+            ),
+            {"message": "{last_tool_output}"},
+        )
+    )
+    config = make_config(server, openai_api_key="sk-worker-secret-for-test")
+    inline = AgentSpec(name="inline", instructions="inline agent", tools=["exec_command"])
+    inline.sandbox.env = {"GREETING": "hi"}
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent_spec=inline, task="look around"))
+        result = await handle.result()
+    host_listener.close()
+    output = result.final_message
+    assert "GREETING=hi" in output
+    assert "sk-worker-secret-for-test" not in output and "aws-secret-for-test" not in output
+    assert "OPENAI" not in output and "AWS_" not in output
+    # the model server listens on the host's loopback; the sandbox has its own network namespace
+    assert "UNREACHABLE" in output and "REACHED\n" not in output.replace("UNREACHABLE", "")
+
+
+async def test_unknown_agent_fails_the_run_with_a_readable_error(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    server = scripted_model(script({"message": "never"}))
+    config = make_config(server)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="nobody", task="x"))
+        try:
+            await handle.result()
+        except WorkflowFailureError as error:
+            message = str(error.cause.cause) if error.cause.cause else str(error.cause)
+        else:
+            raise AssertionError("the run should have failed")
+    assert "no agent named 'nobody'" in message and "demo" in message
+    assert server.requests == []
+
+
+async def test_committed_histories_replay_without_nondeterminism() -> None:
+    """Histories recorded by earlier versions (FARLINE_RECORD_HISTORIES=1) still replay."""
+    histories = sorted(HISTORIES.glob("*.json"))
+    assert histories, "no recorded history to replay"
+    replayer = Replayer(workflows=[AgentRun], data_converter=pydantic_data_converter)
+    for path in histories:
+        history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+        await replayer.replay_workflow(history)

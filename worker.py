@@ -1,0 +1,74 @@
+"""`python worker.py`: a Farline worker for the AgentRun workflow and its activities."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.agents import AgentActivities
+from activities.model import ModelActivities
+from activities.sandbox import SandboxActivities
+from harness.agents import AgentRegistry, default_registry
+from harness.config import FarlineConfig
+from harness.logging import configure_logging
+from harness.temporal_client import connect
+from sandbox_providers.local import LocalProvider
+from workflows.agent_run import AgentRun
+
+logger = structlog.get_logger(__name__)
+
+
+def build_worker(client: Client, config: FarlineConfig, registry: AgentRegistry | None = None) -> Worker:
+    """A worker serving AgentRun on `config.task_queue`, with the given agents (default: the demo)."""
+    sandbox = SandboxActivities({"local": LocalProvider.from_config(config)})
+    agents = AgentActivities(registry or default_registry())
+    model = ModelActivities(config)
+    return Worker(
+        client,
+        task_queue=config.task_queue,
+        workflows=[AgentRun],
+        activities=[
+            agents.resolve_agent,
+            model.call_model,
+            sandbox.create_sandbox,
+            sandbox.exec_command,
+            sandbox.destroy_sandbox,
+        ],
+        # a graceful stop lets running commands finish their current poll; their
+        # processes live on in the sandbox and the next worker attaches to them
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+
+
+async def run_worker(config: FarlineConfig, registry: AgentRegistry | None = None) -> None:
+    client = await connect(config)
+    worker = build_worker(client, config, registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    logger.info(
+        "worker started",
+        temporal=config.temporal_address,
+        task_queue=config.task_queue,
+        model_server=config.openai_base_url or "api.openai.com",
+    )
+    async with worker:
+        await stop.wait()
+        logger.info("worker stopping")
+    logger.info("worker stopped")
+
+
+def main() -> None:
+    config = FarlineConfig.from_env()
+    configure_logging(config.log_format)
+    asyncio.run(run_worker(config))
+
+
+if __name__ == "__main__":
+    main()
