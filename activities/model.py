@@ -118,11 +118,15 @@ async def _call_model(config: FarlineConfig, request: ModelRequest) -> ModelTurn
 
 
 async def _call_responses(client: openai.AsyncOpenAI, model: str, request: ModelRequest) -> ModelTurn:
+    # The conversation goes in extra_body: the client's typed-dict transform of `input`
+    # costs ~2 ms per item per call (100 ms a call at 60 turns); the wire body is the same.
     response = await client.responses.create(
         model=model,
         instructions=request.instructions,
-        input=[_responses_input(item) for item in request.items],
-        tools=[_responses_tool(tool) for tool in request.tools],
+        extra_body={
+            "input": [_responses_input(item) for item in request.items],
+            "tools": [_responses_tool(tool) for tool in request.tools],
+        },
         **_responses_sampling_params(request.settings),
     )
     items: list[ConversationItem] = []
@@ -192,10 +196,15 @@ def _responses_sampling_params(settings: ModelSettings) -> dict[str, Any]:
 
 async def _call_chat(client: openai.AsyncOpenAI, model: str, request: ModelRequest) -> ModelTurn:
     tools = to_chat_tools(request.tools)
+    # as for the Responses API, the conversation bypasses the client's slow typed-dict
+    # transform: extra_body's `messages` replaces the empty placeholder on the wire
     completion = await client.chat.completions.create(
         model=model,
-        messages=to_chat_messages(request.instructions, request.items),
-        **({"tools": tools} if tools else {}),
+        messages=[],
+        extra_body={
+            "messages": to_chat_messages(request.instructions, request.items),
+            **({"tools": tools} if tools else {}),
+        },
         **chat_sampling_params(request.settings),
     )
     if not completion.choices:

@@ -28,7 +28,9 @@ from sandbox_providers.base import (
 
 logger = structlog.get_logger(__name__)
 
-POLL_INITIAL_S = 0.02
+# Poll quickly at first (most commands end within a second), then back off gently.
+POLL_INITIAL_S = 0.01
+POLL_GROWTH = 1.2
 POLL_MAX_S = 0.25
 
 
@@ -95,7 +97,7 @@ class SandboxActivities:
                 await provider.kill_process(request.sandbox, request.process_id)
                 timed_out = True
             await asyncio.sleep(poll)
-            poll = min(poll * 2, POLL_MAX_S)
+            poll = min(poll * POLL_GROWTH, POLL_MAX_S)
             state = await provider.process_state(request.sandbox, request.process_id)
         wall_time_s = time.time() - started_at
 

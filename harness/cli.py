@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import click
 
 from harness.config import FarlineConfig
 from harness.devserver import DevServerError, port_open, start_dev_server, stop_process
+from harness.logging import configure_logging
 from harness.runs import describe, follow_run, start_run, web_ui_link
 from harness.specs import ModelSettings, RunRequest, RunResult, RunStatus, SandboxSettings
 from harness.temporal_client import connect
@@ -36,17 +38,33 @@ def _print_result(result: RunResult) -> None:
         click.echo(result.final_message)
 
 
-def _start_worker(config: FarlineConfig, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start_worker(
+    config: FarlineConfig, extra_env: dict[str, str], log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m worker` in a child process; its logs go to `log_file` when given."""
     env = {**os.environ, **extra_env, "FARLINE_TEMPORAL_ADDRESS": config.temporal_address}
     env.setdefault("FARLINE_TASK_QUEUE", config.task_queue)
-    return subprocess.Popen(
-        [sys.executable, "-m", "worker"], env=env, cwd=Path(__file__).resolve().parent.parent
-    )
+    output = None
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        output = log_file.open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker"],
+            env=env,
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=output,
+            stderr=output,
+        )
+    finally:
+        if output is not None:
+            output.close()
 
 
 @click.group()
 def main() -> None:
     """Farline: durable agent runs on Temporal."""
+    configure_logging(_config().log_format, level=logging.WARNING)
 
 
 @main.command()
@@ -180,7 +198,9 @@ async def _demo(config: FarlineConfig) -> None:
             db_file = config.data_dir / "temporal.sqlite"
             started.append(start_dev_server(db_file, port=int(port)))
             click.echo(f"Temporal: started the embedded dev server ({db_file})")
-        started.append(_start_worker(config, worker_env))
+        worker_log = config.data_dir / "logs" / "demo-worker.log"
+        started.append(_start_worker(config, worker_env, worker_log))
+        click.echo(f"Worker: started, logging to {worker_log}")
         request = RunRequest(agent="demo", task=DEMO_TASK)
         result = await _run(config, request, None, wait=True, follow=True)
         if result is None or result.final_message is None:

@@ -74,8 +74,13 @@ from sandbox_providers.workspace_fs import Workspace, split_relative
 log = structlog.get_logger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-_SUPERVISOR_MODULE = "sandbox_providers.local_supervisor"
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# run as a script in isolated mode without site-packages: it needs only the standard library
+_SUPERVISOR_COMMAND = [
+    sys.executable,
+    "-I",
+    "-S",
+    str(Path(__file__).resolve().parent / "local_supervisor.py"),
+]
 _BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKSPACE_PATH,
@@ -139,7 +144,6 @@ def _supervisor_env() -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "LANG": "C.UTF-8",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     }
 
 
@@ -287,7 +291,7 @@ class LocalProvider:
             procdir.mkdir(mode=0o700)
         except FileExistsError:
             return self._relaunch_if_stalled(procdir, spec)
-        write_atomic(procdir / SPEC_FILE, spec.model_dump_json())
+        write_atomic(procdir / SPEC_FILE, spec.to_json())
         self._launch(procdir)
         return True
 
@@ -298,7 +302,7 @@ class LocalProvider:
         if _age_s(procdir) < STARTUP_GRACE_S:
             return False  # another start may be under way
         if not (procdir / SPEC_FILE).exists():
-            write_atomic(procdir / SPEC_FILE, spec.model_dump_json())
+            write_atomic(procdir / SPEC_FILE, spec.to_json())
         log.warning("sandbox.process_relaunched", procdir=str(procdir), reason="no supervisor pid")
         # the supervisor's lock makes a second concurrent relaunch exit at once
         self._launch(procdir)
@@ -307,7 +311,7 @@ class LocalProvider:
     def _launch(self, procdir: Path) -> None:
         with open(procdir / LOG_FILE, "ab") as log_file:
             launcher = subprocess.Popen(
-                [sys.executable, "-m", _SUPERVISOR_MODULE, str(procdir)],
+                [*_SUPERVISOR_COMMAND, str(procdir)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log_file,
@@ -541,8 +545,8 @@ class LocalProvider:
                 bwrap, SandboxConfig(), Path(workspace), workdir="", env={}, argv=["true"]
             )
             result = subprocess.run(
-                [sys.executable, "-m", _SUPERVISOR_MODULE, "--probe"],
-                input=spec.model_dump_json().encode(),
+                [*_SUPERVISOR_COMMAND, "--probe"],
+                input=spec.to_json().encode(),
                 capture_output=True,
                 cwd="/",
                 env=_supervisor_env(),

@@ -1,6 +1,6 @@
 """The detached supervisor of one sandboxed process of the local provider.
 
-`python -m sandbox_providers.local_supervisor <procdir>` detaches from its
+`python -I -S sandbox_providers/local_supervisor.py <procdir>` detaches from its
 caller (fork, new session), so it outlives the worker that started it. It
 reads `procdir/spec.json`, runs the bubblewrap command with stdin from the FIFO
 `procdir/stdin` and stdout and stderr appended to `procdir/output`, writes its
@@ -12,7 +12,7 @@ SIGTERM asks the supervisor to SIGKILL the sandbox; the exit code is then 137
 (128 + SIGKILL), the same code bubblewrap reports for a command killed by
 SIGKILL inside the sandbox.
 
-`python -m sandbox_providers.local_supervisor --probe` runs a spec read from
+`python -I -S sandbox_providers/local_supervisor.py --probe` runs a spec read from
 stdin in the foreground (output to stdout, same exit code): the provider's
 check that bubblewrap works on this machine.
 """
@@ -27,12 +27,8 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import structlog
-from pydantic import BaseModel
-
-log = structlog.get_logger(__name__)
 
 SPEC_FILE = "spec.json"
 PID_FILE = "pid"
@@ -58,8 +54,14 @@ _MS_REC = 0x4000
 _MS_PRIVATE = 1 << 18
 
 
-class SupervisorSpec(BaseModel):
-    """What the provider asks the supervisor to run."""
+@dataclass(frozen=True)
+class SupervisorSpec:
+    """What the provider asks the supervisor to run.
+
+    The supervisor imports nothing but the standard library, and runs as
+    `python -I -S`, so that starting a command costs milliseconds, not the
+    import time of pydantic or structlog.
+    """
 
     # the complete bubblewrap command line, command included
     bwrap_argv: list[str]
@@ -67,6 +69,18 @@ class SupervisorSpec(BaseModel):
     run_as: int | None = None
     # host path of the workspace, staged at STAGED_WORKSPACE when run_as is set
     workspace: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> SupervisorSpec:
+        return cls(**json.loads(data))
+
+
+def _log(event: str, **fields: object) -> None:
+    """One JSON line on stderr (the process's supervisor.log)."""
+    print(json.dumps({"event": event, **fields}, default=str), file=sys.stderr, flush=True)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -191,13 +205,13 @@ class _Supervisor:
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("supervisor.already_running", procdir=str(procdir))
+            _log("supervisor.already_running", procdir=procdir)
             return 0
         if (procdir / PID_FILE).exists() or (procdir / EXIT_CODE_FILE).exists():
             # an earlier supervisor ran this process: never run a command twice
-            log.info("supervisor.already_ran", procdir=str(procdir))
+            _log("supervisor.already_ran", procdir=procdir)
             return 0
-        spec = SupervisorSpec.model_validate_json((procdir / SPEC_FILE).read_bytes())
+        spec = SupervisorSpec.from_json((procdir / SPEC_FILE).read_bytes())
 
         fifo = procdir / STDIN_FIFO
         if not fifo.exists():
@@ -214,7 +228,7 @@ class _Supervisor:
         os.close(stdin_fd)
         os.close(out_fd)
         write_atomic(procdir / EXIT_CODE_FILE, f"{code}\n")
-        log.info("supervisor.exited", procdir=str(procdir), exit_code=code)
+        _log("supervisor.exited", procdir=procdir, exit_code=code)
         return 0
 
     def _run_child(self, spec: SupervisorSpec, stdin_fd: int, out_fd: int) -> int:
@@ -242,9 +256,7 @@ class _Supervisor:
         self.kill_targets = [target]
         if self.kill_requested:
             self._kill_sandbox()
-        log.info(
-            "supervisor.started", procdir=str(self.procdir), bwrap_pid=child.pid, sandbox_pid=sandbox_pid
-        )
+        _log("supervisor.started", procdir=self.procdir, bwrap_pid=child.pid, sandbox_pid=sandbox_pid)
         returncode = child.wait()
         self.kill_targets = []
         os.close(bwrap_pidfd)
@@ -262,7 +274,7 @@ def _detach() -> None:
 
 
 def _probe() -> int:
-    spec = SupervisorSpec.model_validate_json(sys.stdin.buffer.read())
+    spec = SupervisorSpec.from_json(sys.stdin.buffer.read())
     try:
         child = spawn_sandboxed(spec, subprocess.DEVNULL, subprocess.PIPE, subprocess.STDOUT)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -274,7 +286,6 @@ def _probe() -> int:
 
 
 def main(argv: list[str]) -> int:
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     if argv == ["--probe"]:
         return _probe()
     if len(argv) != 1:
