@@ -213,3 +213,7 @@ async def _demo(config: FarlineConfig) -> None:
             stop_process(process)
         if scripted is not None:
             scripted.stop()
+
+
+if __name__ == "__main__":
+    main()

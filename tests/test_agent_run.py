@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -47,6 +48,7 @@ async def test_real_commands_reach_the_model_and_the_run_answers(
         handle = await start_run(client, config, RunRequest(agent="demo", task="compute 6*7"))
         result = await handle.result()
         status = await handle.query("status", result_type=RunStatus)
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
 
     assert result.state is RunState.COMPLETED
     assert result.turns == 3
@@ -60,8 +62,22 @@ async def test_real_commands_reach_the_model_and_the_run_answers(
     # the harness-owned sandbox is gone once the run ends
     assert not any((config.sandboxes_dir).iterdir())
 
-    # the recorded history replays under the current workflow code
     history = await handle.fetch_history()
+    # the web UI tells in words what each activity did, and what the run is doing
+    summaries = [
+        pydantic_data_converter.payload_converter.from_payload(event.user_metadata.summary, str)
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert summaries[:2] == ["agent: demo", "sandbox: create (local)"]
+    assert "exec: echo hello from $(whoami) > note.txt && cat note.txt" in summaries
+    assert "exec: python3 -c 'print(6 * 7)'" in summaries
+    assert next(s for s in summaries if s.startswith("model:")) == "model: turn 1, 1 items in"
+    assert summaries[-1] == "sandbox: destroy"
+    assert "demo" in metadata.current_details and "turn 3" in metadata.current_details
+    assert "completed" in metadata.current_details
+
+    # the recorded history replays under the current workflow code
     await Replayer(workflows=[AgentRun], data_converter=pydantic_data_converter).replay_workflow(history)
     if os.environ.get("FARLINE_RECORD_HISTORIES"):
         (HISTORIES / "agent_run_e2e.json").write_text(history.to_json())

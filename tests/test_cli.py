@@ -1,0 +1,132 @@
+"""Starting and watching runs from outside: the plain Temporal CLI, the farline CLI, the worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+
+from temporalio.client import Client
+
+from harness.devserver import temporal_binary
+from harness.scripted_model import Script
+from harness.specs import RunResult, RunState
+from tests.test_worker_crash import start_worker_process
+
+REPO = Path(__file__).resolve().parent.parent
+
+ECHO_THEN_ANSWER = Script.model_validate(
+    {
+        "turns": [
+            {"tool_calls": [{"name": "exec_command", "arguments": {"cmd": "echo from-the-sandbox"}}]},
+            {"message": "{last_tool_output}"},
+        ]
+    }
+)
+
+
+async def run_command(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode, output.decode()
+
+
+async def test_plain_temporal_cli_starts_a_run_with_json_input(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    config = make_config(scripted_model(ECHO_THEN_ANSWER))
+    workflow_id = f"cli-{uuid.uuid4().hex[:8]}"
+    request = json.dumps({"agent": "demo", "task": "say hello", "max_turns": 5})
+    async with running_worker(config):
+        code, output = await run_command(
+            temporal_binary(),
+            "workflow",
+            "start",
+            "--address",
+            config.temporal_address,
+            "--type",
+            "AgentRun",
+            "--task-queue",
+            config.task_queue,
+            "--workflow-id",
+            workflow_id,
+            "--input",
+            request,
+        )
+        assert code == 0, output
+        result = await client.get_workflow_handle(workflow_id, result_type=RunResult).result()
+    assert result.state is RunState.COMPLETED
+    assert "from-the-sandbox" in result.final_message
+
+
+async def test_farline_run_wait_then_status(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    config = make_config(scripted_model(ECHO_THEN_ANSWER))
+    env = {"FARLINE_TEMPORAL_ADDRESS": config.temporal_address, "FARLINE_TASK_QUEUE": config.task_queue}
+    workflow_id = f"farline-cli-{uuid.uuid4().hex[:8]}"
+    async with running_worker(config):
+        code, output = await run_command(
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "demo",
+            "say hello",
+            "--follow",
+            "--id",
+            workflow_id,
+            env=env,
+        )
+        assert code == 0, output
+        assert f"workflow id: {workflow_id}" in output
+        assert f"/namespaces/default/workflows/{workflow_id}" in output
+        assert "state: completed after 2 turns" in output and "from-the-sandbox" in output
+
+        code, output = await run_command(sys.executable, "-m", "harness.cli", "status", workflow_id, env=env)
+    assert code == 0, output
+    status = json.loads(output)
+    assert status["state"] == "completed" and status["turn"] == 2 and status["workflow"] == "COMPLETED"
+
+
+async def test_farline_run_refuses_a_bad_request_with_what_to_fix(make_config, scripted_model) -> None:
+    config = make_config(scripted_model(ECHO_THEN_ANSWER))
+    env = {"FARLINE_TEMPORAL_ADDRESS": config.temporal_address}
+    code, output = await run_command(
+        sys.executable, "-m", "harness.cli", "run", "demo", "task", "--max-turns", "0", env=env
+    )
+    assert code != 0
+    assert "max_turns" in output and "greater than or equal to 1" in output
+
+
+async def test_worker_stops_gracefully_on_sigterm(scripted_model, make_config, tmp_path) -> None:
+    config = make_config(scripted_model(ECHO_THEN_ANSWER))
+    log = tmp_path / "worker.log"
+    worker = start_worker_process(config, log)
+    try:
+        for _ in range(100):
+            if "worker started" in log.read_text():
+                break
+            await asyncio.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.wait, 30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert code == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert [line["event"] for line in lines if line["event"].startswith("worker")] == [
+        "worker started",
+        "worker stopping",
+        "worker stopped",
+    ]
