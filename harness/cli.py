@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from harness.config import FarlineConfig
 from harness.devserver import DevServerError, port_open, start_dev_server, stop_process
 from harness.logging import configure_logging
 from harness.runs import describe, follow_run, start_run, web_ui_link
+from harness.scripted_model import DEMO_SCRIPT_PATH, Script, ScriptedModelServer
 from harness.specs import ModelSettings, RunRequest, RunResult, RunStatus, SandboxSettings
 from harness.temporal_client import connect
 
@@ -67,12 +69,40 @@ def main() -> None:
     configure_logging(_config().log_format, level=logging.WARNING)
 
 
+def _scripted_model_for_worker(
+    config: FarlineConfig, script: Path | None, worker_env: dict[str, str]
+) -> ScriptedModelServer | None:
+    """Start the scripted model when asked to, or when no model is configured; say which model runs."""
+    if script is None and (config.openai_api_key is not None or config.openai_base_url is not None):
+        click.echo(f"Model: {config.model} at {config.openai_base_url or 'the OpenAI API'} (a real model).")
+        return None
+    server = ScriptedModelServer(Script.from_file(script or DEMO_SCRIPT_PATH)).start()
+    worker_env["OPENAI_BASE_URL"] = server.base_url
+    why = "as asked" if script is not None else "because neither OPENAI_API_KEY nor OPENAI_BASE_URL is set"
+    click.echo(
+        f"Model: the SCRIPTED model ({why}): a local OpenAI-compatible server at {server.base_url} "
+        f"replaying {script or DEMO_SCRIPT_PATH.name}, not a real model. Commands run for real in "
+        "a bubblewrap sandbox."
+    )
+    return server
+
+
 @main.command()
 @click.option("--port", default=7233, show_default=True, help="Temporal frontend port.")
 @click.option("--ui-port", default=8233, show_default=True, help="Temporal web UI port.")
 @click.option("--no-worker", is_flag=True, help="Start only the Temporal dev server.")
-def dev(port: int, ui_port: int, no_worker: bool) -> None:
-    """Start the embedded Temporal dev server (sqlite in the data dir) and a worker, until Ctrl-C."""
+@click.option(
+    "--scripted",
+    "script",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Serve the worker this scripted model (a JSON script) instead of a real one.",
+)
+def dev(port: int, ui_port: int, no_worker: bool, script: Path | None) -> None:
+    """Start the embedded Temporal dev server (sqlite in the data dir) and a worker, until Ctrl-C.
+
+    Without OPENAI_API_KEY or OPENAI_BASE_URL the worker uses the scripted demo model.
+    """
     config = _config().model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
     db_file = config.data_dir / "temporal.sqlite"
     try:
@@ -80,7 +110,11 @@ def dev(port: int, ui_port: int, no_worker: bool) -> None:
     except DevServerError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"Temporal dev server on 127.0.0.1:{port}, web UI http://127.0.0.1:{ui_port}, data {db_file}")
-    worker = None if no_worker else _start_worker(config, {})
+    worker_env: dict[str, str] = {}
+    scripted = None if no_worker else _scripted_model_for_worker(config, script, worker_env)
+    worker = None if no_worker else _start_worker(config, worker_env)
+    # SIGTERM stops the stack like Ctrl-C does
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while server.poll() is None and (worker is None or worker.poll() is None):
             time.sleep(0.5)
@@ -90,6 +124,8 @@ def dev(port: int, ui_port: int, no_worker: bool) -> None:
         if worker is not None:
             stop_process(worker)
         stop_process(server)
+        if scripted is not None:
+            scripted.stop()
     click.echo("stopped")
 
 
@@ -171,26 +207,12 @@ def demo() -> None:
 
 
 async def _demo(config: FarlineConfig) -> None:
-    from harness.scripted_model import DEMO_SCRIPT_PATH, Script, ScriptedModelServer
-
     started: list[subprocess.Popen[bytes]] = []
     scripted: ScriptedModelServer | None = None
     worker_env: dict[str, str] = {"FARLINE_TASK_QUEUE": f"farline-demo-{os.getpid()}"}
     config = config.model_copy(update={"task_queue": worker_env["FARLINE_TASK_QUEUE"]})
     try:
-        if config.openai_api_key is None:
-            scripted = ScriptedModelServer(Script.from_file(DEMO_SCRIPT_PATH))
-            scripted.start()
-            worker_env["OPENAI_BASE_URL"] = scripted.base_url
-            click.echo(
-                "Model: OPENAI_API_KEY is not set, so this demo uses the SCRIPTED model: a local "
-                f"OpenAI-compatible server at {scripted.base_url} replaying a recorded rollout. "
-                "The commands run for real in a bubblewrap sandbox."
-            )
-        else:
-            click.echo(
-                f"Model: {config.model} at {config.openai_base_url or 'the OpenAI API'} (a real model)."
-            )
+        scripted = _scripted_model_for_worker(config, None, worker_env)
         host, _, port = config.temporal_address.rpartition(":")
         if port_open(host, int(port)):
             click.echo(f"Temporal: using the server already running at {config.temporal_address}")

@@ -6,12 +6,14 @@ names and settings only: never secrets, never large blobs.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 ModelApi = Literal["responses", "chat"]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class ModelSettings(BaseModel):
@@ -41,6 +43,16 @@ class SandboxSettings(BaseModel):
         default_factory=dict,
         description="Extra environment variables for commands in the sandbox (plain values, not secrets).",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _valid_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"environment variable name {name!r} must match {_ENV_NAME.pattern}")
+            if "\0" in value:
+                raise ValueError(f"the value of environment variable {name!r} contains a NUL byte")
+        return env
 
     def merged_with(self, override: SandboxSettings | None) -> SandboxSettings:
         if override is None:
@@ -99,6 +111,7 @@ class RunState(StrEnum):
     COMPLETED = "completed"
     MAX_TURNS_REACHED = "max_turns_reached"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class RunStatus(BaseModel):

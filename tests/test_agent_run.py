@@ -181,3 +181,40 @@ async def test_committed_histories_replay_without_nondeterminism() -> None:
     for path in histories:
         history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
         await replayer.replay_workflow(history)
+
+
+async def test_cancelling_a_run_kills_its_command_and_destroys_the_sandbox(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    server = scripted_model(
+        script(exec_turn("touch started; sleep 60; touch finished"), {"message": "never"})
+    )
+    config = make_config(server)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="demo", task="slow"))
+        for _ in range(200):
+            if list(config.sandboxes_dir.glob("*/workspace/started")):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the command never started")
+        await handle.cancel()
+        try:
+            await handle.result()
+        except WorkflowFailureError as error:
+            assert "cancel" in str(error.cause).lower()
+        else:
+            raise AssertionError("a cancelled run should not complete")
+        status = await handle.query("status", result_type=RunStatus)
+    assert status.state is RunState.CANCELLED
+    assert not any(config.sandboxes_dir.iterdir())
+    assert len(server.requests) == 1
+
+
+def test_a_bad_sandbox_environment_is_refused_with_what_to_fix() -> None:
+    try:
+        RunRequest.model_validate({"agent": "demo", "task": "x", "sandbox": {"env": {"BAD=NAME": "1"}}})
+    except ValueError as error:
+        assert "BAD=NAME" in str(error) and "must match" in str(error)
+    else:
+        raise AssertionError("the request should be refused")

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox_io import CreateSandboxRequest, ExecRequest, ExecResult
@@ -111,8 +111,8 @@ class AgentRun:
         )
         try:
             final_message = await self._loop(request, agent, tools, items, sandbox)
-        except BaseException:
-            self._set(state=RunState.FAILED)
+        except BaseException as error:
+            self._set(state=RunState.CANCELLED if is_cancelled_exception(error) else RunState.FAILED)
             raise
         finally:
             if sandbox.owner == "harness":
