@@ -16,7 +16,7 @@ from harness.conversation import (
     MessageItem,
     ToolSpec,
 )
-from harness.specs import ModelSettings, Usage
+from harness.specs import Usage
 
 
 def to_chat_messages(instructions: str, items: list[ConversationItem]) -> list[dict[str, Any]]:
@@ -60,18 +60,6 @@ def to_chat_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
         }
         for tool in tools
     ]
-
-
-def chat_sampling_params(settings: ModelSettings) -> dict[str, Any]:
-    """The sampling settings that are set, under their Chat Completions names."""
-    params: dict[str, Any] = {}
-    if settings.temperature is not None:
-        params["temperature"] = settings.temperature
-    if settings.top_p is not None:
-        params["top_p"] = settings.top_p
-    if settings.max_output_tokens is not None:
-        params["max_completion_tokens"] = settings.max_output_tokens
-    return params
 
 
 def from_chat_message(message: dict[str, Any], fallback_call_id_prefix: str) -> list[ConversationItem]:

@@ -22,7 +22,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.chat_format import (
-    chat_sampling_params,
     chat_usage,
     from_chat_message,
     to_chat_messages,
@@ -38,7 +37,7 @@ from harness.conversation import (
     ModelTurn,
     ToolSpec,
 )
-from harness.specs import ModelApi, ModelSettings, Usage
+from harness.specs import ModelApi, Usage
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +126,7 @@ async def _call_responses(client: openai.AsyncOpenAI, model: str, request: Model
             "input": [_responses_input(item) for item in request.items],
             "tools": [_responses_tool(tool) for tool in request.tools],
         },
-        **_responses_sampling_params(request.settings),
+        **request.settings.sampling_params(max_tokens_name="max_output_tokens"),
     )
     items: list[ConversationItem] = []
     for output in response.output:
@@ -180,17 +179,6 @@ def _responses_tool(tool: ToolSpec) -> dict[str, Any]:
     }
 
 
-def _responses_sampling_params(settings: ModelSettings) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if settings.temperature is not None:
-        params["temperature"] = settings.temperature
-    if settings.top_p is not None:
-        params["top_p"] = settings.top_p
-    if settings.max_output_tokens is not None:
-        params["max_output_tokens"] = settings.max_output_tokens
-    return params
-
-
 # --- Chat Completions ---------------------------------------------------------------------------
 
 
@@ -205,7 +193,7 @@ async def _call_chat(client: openai.AsyncOpenAI, model: str, request: ModelReque
             "messages": to_chat_messages(request.instructions, request.items),
             **({"tools": tools} if tools else {}),
         },
-        **chat_sampling_params(request.settings),
+        **request.settings.sampling_params(max_tokens_name="max_completion_tokens"),
     )
     if not completion.choices:
         raise ApplicationError(

@@ -27,6 +27,15 @@ class ModelSettings(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_output_tokens: int | None = Field(default=None, gt=0)
 
+    def sampling_params(self, max_tokens_name: str) -> dict[str, float | int]:
+        """The sampling settings that are set, with the token cap under the API's own name."""
+        named = (
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            (max_tokens_name, self.max_output_tokens),
+        )
+        return {name: value for name, value in named if value is not None}
+
     def merged_with(self, override: ModelSettings | None) -> ModelSettings:
         """These settings with every field that `override` sets replaced."""
         if override is None:
