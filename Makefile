@@ -20,6 +20,7 @@ lint: install
 
 bench: install
 	$(PYTHON) bench/loop_overhead.py
+	$(PYTHON) bench/tools.py
 
 dev: install
 	farline dev

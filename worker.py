@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from datetime import timedelta
 
 import structlog
@@ -11,12 +13,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agents import AgentActivities
+from activities.exec_session import ExecActivities
+from activities.image import ImageActivities
 from activities.model import ModelActivities
+from activities.patch import PatchActivities
 from activities.sandbox import SandboxActivities
 from harness.agents import AgentRegistry, default_registry
 from harness.config import FarlineConfig
 from harness.logging import configure_logging
 from harness.temporal_client import connect
+from sandbox_providers.base import SandboxProvider
 from sandbox_providers.local import LocalProvider
 from workflows.agent_run import AgentRun
 
@@ -25,7 +31,11 @@ logger = structlog.get_logger(__name__)
 
 def build_worker(client: Client, config: FarlineConfig, registry: AgentRegistry | None = None) -> Worker:
     """A worker serving AgentRun on `config.task_queue`, with the given agents (default: the demo)."""
-    sandbox = SandboxActivities({"local": LocalProvider.from_config(config)})
+    providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}
+    sandbox = SandboxActivities(providers)
+    execs = ExecActivities(providers)
+    images = ImageActivities(providers)
+    patches = PatchActivities(providers)
     agents = AgentActivities(registry or default_registry())
     model = ModelActivities(config)
     return Worker(
@@ -36,8 +46,11 @@ def build_worker(client: Client, config: FarlineConfig, registry: AgentRegistry 
             agents.resolve_agent,
             model.call_model,
             sandbox.create_sandbox,
-            sandbox.exec_command,
             sandbox.destroy_sandbox,
+            execs.exec_command,
+            execs.write_stdin,
+            patches.apply_patch,
+            images.view_image,
         ],
         # a graceful stop lets running commands finish their current poll; their
         # processes live on in the sandbox and the next worker attaches to them
@@ -68,6 +81,11 @@ def main() -> None:
     config = FarlineConfig.from_env()
     configure_logging(config.log_format)
     asyncio.run(run_worker(config))
+    # skip interpreter teardown, during which the Temporal client's native threads
+    # can abort the process (temporalio/sdk-python#300)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from harness.conversation import (
     ConversationItem,
     FunctionCallItem,
     FunctionCallOutputItem,
+    ImageInput,
     MessageItem,
     ToolSpec,
 )
@@ -28,7 +29,12 @@ def to_chat_messages(instructions: str, items: list[ConversationItem]) -> list[d
     messages: list[dict[str, Any]] = []
     if instructions:
         messages.append({"role": "system", "content": instructions})
+    # a chat tool message holds text only: a tool's images follow the run of tool messages
+    pending_images: list[ImageInput] = []
     for item in items:
+        if pending_images and not isinstance(item, FunctionCallOutputItem):
+            messages.append(_image_message(pending_images))
+            pending_images = []
         if isinstance(item, FunctionCallItem):
             call = {
                 "id": item.call_id,
@@ -42,9 +48,18 @@ def to_chat_messages(instructions: str, items: list[ConversationItem]) -> list[d
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif isinstance(item, FunctionCallOutputItem):
             messages.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
+            pending_images.extend(item.images)
         else:
             messages.append({"role": _chat_role(item), "content": item.content})
+    if pending_images:
+        messages.append(_image_message(pending_images))
     return messages
+
+
+def _image_message(images: list[ImageInput]) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"type": "text", "text": "The images the tools returned:"}]
+    parts += [{"type": "image_url", "image_url": {"url": image.data_url}} for image in images]
+    return {"role": "user", "content": parts}
 
 
 def _chat_role(item: MessageItem) -> str:

@@ -75,7 +75,22 @@ class ModelActivities:
 
     @activity.defn(name="call_model")
     async def call_model(self, request: ModelRequest) -> ModelTurn:
-        return await _call_model(self._config, request)
+        # Heartbeats while the model thinks, so a worker that dies mid-call is noticed in
+        # seconds (the heartbeat timeout), not after the call's whole start-to-close timeout.
+        heartbeats = asyncio.create_task(_heartbeat_every(HEARTBEAT_INTERVAL_S))
+        try:
+            return await _call_model(self._config, request)
+        finally:
+            heartbeats.cancel()
+
+
+HEARTBEAT_INTERVAL_S = 2.0
+
+
+async def _heartbeat_every(interval_s: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(interval_s)
 
 
 async def _call_model(config: FarlineConfig, request: ModelRequest) -> ModelTurn:
@@ -164,7 +179,12 @@ def _responses_input(item: ConversationItem) -> dict[str, Any]:
             "arguments": item.arguments,
         }
     if isinstance(item, FunctionCallOutputItem):
-        return {"type": "function_call_output", "call_id": item.call_id, "output": item.output}
+        output: str | list[dict[str, Any]] = item.output
+        if item.images:
+            output = [{"type": "input_text", "text": item.output}] + [
+                {"type": "input_image", "image_url": image.data_url} for image in item.images
+            ]
+        return {"type": "function_call_output", "call_id": item.call_id, "output": output}
     return {"role": item.role, "content": item.content}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from harness.tools import DEFAULT_MAX_OUTPUT_BYTES
+from harness.conversation import ImageInput
 from sandbox_providers.base import SandboxRef
 
 
@@ -16,30 +16,66 @@ class CreateSandboxRequest(BaseModel):
 
 
 class ExecRequest(BaseModel):
+    """Start a command (or attach to it, on a retry) and wait up to the yield time."""
+
     sandbox: SandboxRef
     # stable across activity retries, so a retry attaches to the running process
     process_id: str
     cmd: str
     workdir: str | None = None
-    timeout_s: float
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
+    tty: bool = False
+    yield_time_ms: int
+    max_output_bytes: int
 
 
-class ExecResult(BaseModel):
-    exit_code: int | None
-    timed_out: bool = False
-    # why the command could not run at all (bad workdir, lost process); None when it ran
+class WriteStdinRequest(BaseModel):
+    """Feed a running command (empty `chars` only polls) and collect its new output."""
+
+    sandbox: SandboxRef
+    process_id: str
+    chars: str = ""
+    # output before this byte was returned by earlier calls
+    offset: int = 0
+    yield_time_ms: int
+    max_output_bytes: int
+
+
+class ExecOutput(BaseModel):
+    """What a command produced during one exec_command or write_stdin call."""
+
+    # why the call could not run at all (bad workdir, too many processes); None when it ran
     error: str | None = None
+    running: bool = False
+    exit_code: int | None = None
     output: str = ""
-    output_bytes: int = 0
+    # bytes the command wrote during this call, before any truncation
+    original_bytes: int = 0
+    # where the next read of this process starts
+    next_offset: int = 0
     wall_time_s: float = 0.0
 
-    def for_model(self) -> str:
+    def for_model(self, session_id: int | None) -> str:
         """The text the model gets back, in the shape Codex-trained models know."""
         if self.error is not None:
             return f"error: {self.error}"
-        if self.timed_out:
-            status = f"Process timed out and was killed after {self.wall_time_s:.1f} seconds"
+        lines = [f"Wall time: {self.wall_time_s:.1f} seconds"]
+        if self.running:
+            lines.append(f"Process running with session ID {session_id}")
         else:
-            status = f"Process exited with code {self.exit_code}"
-        return f"{status}\nWall time: {self.wall_time_s:.1f} seconds\nOutput:\n{self.output}"
+            lines.append(f"Process exited with code {self.exit_code}")
+        lines.append(f"Original token count: {(self.original_bytes + 3) // 4}")
+        lines.append("Output:")
+        lines.append(self.output)
+        return "\n".join(lines)
+
+
+class ViewImageRequest(BaseModel):
+    sandbox: SandboxRef
+    path: str
+
+
+class ViewImageResult(BaseModel):
+    error: str | None = None
+    # what was done to fit the image, e.g. "downscaled from 4000x3000 to 2048x1536 image/jpeg"
+    note: str = ""
+    image: ImageInput | None = None

@@ -237,5 +237,18 @@ async def _demo(config: FarlineConfig) -> None:
             scripted.stop()
 
 
+def entry_point() -> None:
+    """The console script. It ends the process without interpreter teardown, during which the
+    Temporal client's native threads can abort it (temporalio/sdk-python#300)."""
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    entry_point()

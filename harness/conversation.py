@@ -28,10 +28,23 @@ class FunctionCallItem(BaseModel):
     arguments: str
 
 
+class ImageInput(BaseModel):
+    """An image for the model, inline (view_image); kept small by the tool's size cap."""
+
+    mime_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+    data_base64: str
+
+    @property
+    def data_url(self) -> str:
+        return f"data:{self.mime_type};base64,{self.data_base64}"
+
+
 class FunctionCallOutputItem(BaseModel):
     type: Literal["function_call_output"] = "function_call_output"
     call_id: str
     output: str
+    # images the tool returns with its text (view_image)
+    images: list[ImageInput] = Field(default_factory=list)
 
 
 ConversationItem = Annotated[

@@ -76,7 +76,9 @@ class AgentSpec(BaseModel):
     instructions: str = "You are a helpful agent working in a sandboxed workspace."
     model: ModelSettings = Field(default_factory=ModelSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
-    tools: list[str] = Field(default_factory=lambda: ["exec_command"])
+    tools: list[str] = Field(
+        default_factory=lambda: ["exec_command", "write_stdin", "apply_patch", "view_image"]
+    )
 
 
 class RunRequest(BaseModel):

@@ -11,12 +11,27 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.apply_patch import APPLY_PATCH_DESCRIPTION, ApplyPatchArgs
 from harness.conversation import FunctionCallItem, ToolSpec
 
-DEFAULT_EXEC_TIMEOUT_S = 120.0
-MAX_EXEC_TIMEOUT_S = 3600.0
-# about 10,000 tokens at 4 bytes a token
-DEFAULT_MAX_OUTPUT_BYTES = 40_000
+# Codex's defaults, as the models know them
+EXEC_YIELD_DEFAULT_MS = 10_000
+WRITE_YIELD_DEFAULT_MS = 250
+YIELD_MIN_MS = 250
+YIELD_MAX_MS = 30_000
+# an empty write_stdin (a poll) waits at least this long unless the process ends
+EMPTY_POLL_MIN_MS = 5_000
+DEFAULT_MAX_OUTPUT_TOKENS = 10_000
+MAX_OUTPUT_TOKENS_CAP = 100_000
+BYTES_PER_TOKEN = 4
+
+
+def clamp_yield_ms(value: int | None, default: int) -> int:
+    return min(max(value if value is not None else default, YIELD_MIN_MS), YIELD_MAX_MS)
+
+
+def output_budget_bytes(max_output_tokens: int | None) -> int:
+    return (max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS) * BYTES_PER_TOKEN
 
 
 class ExecCommandArgs(BaseModel):
@@ -28,11 +43,44 @@ class ExecCommandArgs(BaseModel):
     workdir: str | None = Field(
         default=None, description="Directory relative to /workspace to run in; default the workspace root."
     )
-    timeout_s: float = Field(
-        default=DEFAULT_EXEC_TIMEOUT_S,
+    yield_time_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description=f"How long to wait for output before returning (default {EXEC_YIELD_DEFAULT_MS}, "
+        f"{YIELD_MIN_MS} to {YIELD_MAX_MS}); a command still running then keeps running.",
+    )
+    max_output_tokens: int | None = Field(
+        default=None,
         gt=0,
-        le=MAX_EXEC_TIMEOUT_S,
-        description=f"Kill the command after this many seconds (default {DEFAULT_EXEC_TIMEOUT_S:g}).",
+        le=MAX_OUTPUT_TOKENS_CAP,
+        description=f"Output budget in tokens (default {DEFAULT_MAX_OUTPUT_TOKENS}).",
+    )
+    tty: bool = Field(default=False, description="Run on a pseudo-terminal (for interactive programs).")
+
+
+class WriteStdinArgs(BaseModel):
+    """Arguments of `write_stdin` as the model sends them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: int = Field(description="The session ID a running exec_command returned.")
+    chars: str = Field(default="", description="Bytes to write to stdin; empty to just poll for output.")
+    yield_time_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description=f"How long to wait for output (default {WRITE_YIELD_DEFAULT_MS}; an empty poll waits "
+        f"at least {EMPTY_POLL_MIN_MS} unless the process ends).",
+    )
+    max_output_tokens: int | None = Field(default=None, gt=0, le=MAX_OUTPUT_TOKENS_CAP)
+
+
+class ViewImageArgs(BaseModel):
+    """Arguments of `view_image`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(
+        min_length=1, description="Path of a PNG, JPEG, GIF or WebP image, relative to /workspace."
     )
 
 
@@ -54,14 +102,41 @@ def _spec_for(name: str, description: str, model: type[BaseModel]) -> ToolSpec:
 EXEC_COMMAND = ToolDefinition(
     spec=_spec_for(
         "exec_command",
-        "Run a shell command in the sandboxed workspace (/workspace) and return its exit code and "
-        "output (stdout and stderr together, cut in the middle when long).",
+        "Run a shell command in the sandboxed workspace (/workspace). Returns the output so far "
+        "(stdout and stderr together, cut in the middle when long) and the exit code, or a session ID "
+        "when the command is still running after the yield time: use write_stdin with that ID to send "
+        "input or to poll for more output.",
         ExecCommandArgs,
     ),
     arguments_model=ExecCommandArgs,
 )
+WRITE_STDIN = ToolDefinition(
+    spec=_spec_for(
+        "write_stdin",
+        "Write characters to the stdin of a running exec_command session (empty chars: just wait for "
+        "and return new output). Returns the new output and the exit code once the process has ended.",
+        WriteStdinArgs,
+    ),
+    arguments_model=WriteStdinArgs,
+)
+VIEW_IMAGE = ToolDefinition(
+    spec=_spec_for(
+        "view_image",
+        "Look at an image file from the workspace (PNG, JPEG, GIF or WebP): it is attached to the "
+        "conversation for you to see.",
+        ViewImageArgs,
+    ),
+    arguments_model=ViewImageArgs,
+)
 
-BUILTIN_TOOLS: dict[str, ToolDefinition] = {EXEC_COMMAND.spec.name: EXEC_COMMAND}
+APPLY_PATCH = ToolDefinition(
+    spec=_spec_for("apply_patch", APPLY_PATCH_DESCRIPTION, ApplyPatchArgs),
+    arguments_model=ApplyPatchArgs,
+)
+
+BUILTIN_TOOLS: dict[str, ToolDefinition] = {
+    tool.spec.name: tool for tool in (EXEC_COMMAND, WRITE_STDIN, APPLY_PATCH, VIEW_IMAGE)
+}
 
 
 class ToolCallError(Exception):

@@ -36,6 +36,10 @@ class ProcessNotFound(SandboxError):
     """No process with that id was ever started in this sandbox."""
 
 
+class SandboxLimitError(SandboxError):
+    """The sandbox already runs as many processes as it allows; the message says what to do."""
+
+
 class SandboxConfig(BaseModel):
     """How a sandbox is set up; fixed at creation."""
 
@@ -58,6 +62,8 @@ class ProcessSpec(BaseModel):
     argv: list[str] = Field(min_length=1)
     workdir: str = "."
     env: dict[str, str] = Field(default_factory=dict)
+    # run on a pseudo-terminal (stdin, stdout and stderr), as interactive programs expect
+    tty: bool = False
 
 
 class ProcessState(BaseModel):
@@ -66,13 +72,25 @@ class ProcessState(BaseModel):
     exit_code: int | None = None
     # the process vanished without an exit code (its supervisor died with the machine)
     lost: bool = False
+    # every byte the process has written so far, including any no longer held
     output_size: int = 0
+    # epoch seconds, from the sandbox's clock: when the process was started and when it ended
+    started_at: float | None = None
+    ended_at: float | None = None
 
 
 class OutputChunk(BaseModel):
+    """Output from the requested `offset`; offsets count every byte the process ever wrote.
+
+    A provider may keep only the head and the tail of a long output: when `offset`
+    falls in the part it dropped, `data` starts `dropped` bytes later, at the first
+    byte still held, and `next_offset` is `offset + dropped + len(data)`.
+    """
+
     data: bytes
     offset: int
     next_offset: int
+    dropped: int = 0
 
 
 class FileEntry(BaseModel):
@@ -113,6 +131,13 @@ class SandboxProvider(Protocol):
     async def read_file(self, ref: SandboxRef, path: str) -> bytes: ...
 
     async def write_file(self, ref: SandboxRef, path: str, data: bytes, mode: int = 0o644) -> None: ...
+
+    async def delete_file(self, ref: SandboxRef, path: str) -> None:
+        """Remove a file or a symlink (never what it points to).
+
+        IsADirectoryError for a directory, FileNotFoundError when nothing is there.
+        """
+        ...
 
     async def list_dir(self, ref: SandboxRef, path: str = ".") -> list[FileEntry]: ...
 

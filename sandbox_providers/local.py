@@ -4,22 +4,33 @@ Layout under `root`:
 
     <sandbox_id>/sandbox.json          the SandboxConfig, fixed at creation
     <sandbox_id>/workspace/            the writable workspace, /workspace inside
-    <sandbox_id>/procs/<process_id>/   one process (see local_supervisor): spec.json, pid,
-                                       stdin (a FIFO), output, exit_code, lock, supervisor.log
+    <sandbox_id>/procs/<process_id>/   one process (see local_supervisor): spec.json, lock, pid,
+                                       started_at, stdin (a FIFO), output.head, output.ring,
+                                       output.size, ended_at, exit_code, supervisor.log
+    <sandbox_id>/procs.deleted/<id>    an empty file for each process deleted to make room
 
 Inside a sandbox: a read-only /usr and /etc (and /bin, /lib... as the host has
 them), a private /tmp, its own pid, ipc and uts namespaces, a network namespace
 with only loopback unless SandboxConfig.network, no capabilities, and an
-environment of PATH, HOME=/workspace, LANG=C.UTF-8, TERM=dumb (and PWD, set by
-bubblewrap) plus SandboxConfig.env and ProcessSpec.env, the last one winning.
-Nothing comes from the worker's environment.
+environment of PATH, HOME=/workspace, LANG=C.UTF-8, TERM=dumb (TERM=xterm with
+a tty) and PWD, set by bubblewrap, plus SandboxConfig.env and ProcessSpec.env,
+the last one winning. Nothing comes from the worker's environment.
+
+Every process runs in a session of its own (bubblewrap's --new-session, so
+nothing in the sandbox can push input into a terminal outside it). A tty process
+gets a pseudo-terminal of its own as stdin, stdout and stderr, and `setsid --ctty`
+makes that terminal the controlling terminal of its new session: Ctrl-C written
+to its stdin interrupts it, and /dev/tty works.
 
 When the worker runs as root, bubblewrap runs as host uid and gid
 `sandbox_uid` (nobody by default) with no supplementary groups; otherwise it
 runs as the worker's user. Either way the uid is the same inside and outside.
 
 Each process runs under a detached supervisor, so it survives the worker; a
-killed process gets exit code 137 (128 + SIGKILL).
+killed process gets exit code 137 (128 + SIGKILL). Its output is kept bounded:
+the first and the newest 512 KiB. At most MAX_LIVE_PROCESSES run at once in a
+sandbox, and at most MAX_KEPT_PROCESSES process directories are kept: starting
+one more deletes the finished ones that ended first.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import structlog
@@ -52,21 +63,25 @@ from sandbox_providers.base import (
     SandboxConfig,
     SandboxError,
     SandboxGone,
+    SandboxLimitError,
     SandboxPathError,
     SandboxRef,
     SandboxUnavailable,
 )
 from sandbox_providers.local_supervisor import (
+    ENDED_AT_FILE,
     EXIT_CODE_FILE,
     KILLED_EXIT_CODE,
     LOCK_FILE,
     LOG_FILE,
-    OUTPUT_FILE,
     PID_FILE,
     SPEC_FILE,
     STAGED_WORKSPACE,
+    STARTED_AT_FILE,
     STDIN_FIFO,
     SupervisorSpec,
+    read_output_log,
+    read_output_size,
     write_atomic,
 )
 from sandbox_providers.workspace_fs import Workspace, split_relative
@@ -74,12 +89,15 @@ from sandbox_providers.workspace_fs import Workspace, split_relative
 log = structlog.get_logger(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-# run as a script in isolated mode without site-packages: it needs only the standard library
+# Isolated mode without site-packages: the supervisor needs only the standard library. It
+# is imported rather than run as a script, so that its cached bytecode is used.
 _SUPERVISOR_COMMAND = [
     sys.executable,
     "-I",
     "-S",
-    str(Path(__file__).resolve().parent / "local_supervisor.py"),
+    "-c",
+    f"import sys; sys.path.append({str(Path(__file__).resolve().parent)!r}); "
+    "import local_supervisor; sys.exit(local_supervisor.main(sys.argv[1:]))",
 ]
 _BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -87,8 +105,16 @@ _BASE_ENV = {
     "LANG": "C.UTF-8",
     "TERM": "dumb",
 }
+_TTY_ENV = {"TERM": "xterm"}
 # host directories next to /usr that the sandbox gets, read-only, as the host has them
 _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# util-linux's setsid, from the host's /usr that the sandbox shares; without it, a tty
+# process still runs on its terminal, only without a controlling terminal
+_SETSID = shutil.which("setsid", path="/usr/bin:/bin")
+
+MAX_LIVE_PROCESSES = 64
+MAX_KEPT_PROCESSES = 64
+DELETED_DIR = "procs.deleted"
 
 # a process directory with no supervisor pid after this long is a crashed start
 STARTUP_GRACE_S = 5.0
@@ -96,6 +122,8 @@ SUPERVISOR_START_TIMEOUT_S = 15.0
 KILL_TIMEOUT_S = 5.0
 STDIN_WRITE_TIMEOUT_S = 10.0
 _POLL_S = 0.02
+# a supervisor is up within milliseconds: look often while starting one
+_START_POLL_S = 0.002
 
 # (bwrap, uid) pairs that were seen to work: what this machine allows does not change under us
 _VERIFIED: set[tuple[str, int | None]] = set()
@@ -124,6 +152,13 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
+def _read_float(path: Path) -> float | None:
+    try:
+        return float(path.read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
 def _supervisor_alive(procdir: Path) -> bool:
     """The supervisor holds an exclusive flock on its lock file for as long as it lives."""
     try:
@@ -147,6 +182,35 @@ def _supervisor_env() -> dict[str, str]:
     }
 
 
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive flock on a directory, across threads and processes (workers)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _running_without_exit_code(procdir: Path) -> bool:
+    """For a process with no exit code: its supervisor lives, or it is still starting."""
+    if (procdir / PID_FILE).exists():
+        return _supervisor_alive(procdir)
+    return _age_s(procdir) < STARTUP_GRACE_S
+
+
+def _end_time(procdir: Path) -> float:
+    """When a finished process ended; for a lost one, when its directory last changed."""
+    ended = _read_float(procdir / ENDED_AT_FILE)
+    if ended is not None:
+        return ended
+    try:
+        return procdir.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def _age_s(procdir: Path) -> float:
     """How long ago this process directory (or its spec) was written."""
     for path in (procdir / SPEC_FILE, procdir):
@@ -164,6 +228,7 @@ def _bwrap_argv(
     workdir: str,
     env: dict[str, str],
     argv: list[str],
+    tty: bool = False,
 ) -> list[str]:
     """The bubblewrap command line of one sandboxed process."""
     args = [bwrap, "--tmpfs", "/", "--ro-bind", "/usr", "/usr"]
@@ -182,8 +247,11 @@ def _bwrap_argv(
     args += ["--unshare-all", *(["--share-net"] if config.network else [])]
     args += ["--die-with-parent", "--new-session"]
     args += ["--chdir", f"{WORKSPACE_PATH}/{workdir}" if workdir else WORKSPACE_PATH, "--clearenv"]
-    for key, value in {**_BASE_ENV, **config.env, **env}.items():
+    for key, value in {**_BASE_ENV, **(_TTY_ENV if tty else {}), **config.env, **env}.items():
         args += ["--setenv", key, value]
+    if tty and _SETSID is not None:
+        # bubblewrap's init leads the session it made, so setsid does not fork: it execs
+        argv = [_SETSID, "--ctty", "--", *argv]
     return [*args, "--", *argv]
 
 
@@ -270,7 +338,7 @@ class LocalProvider:
         await self._ensure_usable()
         config = SandboxConfig.model_validate_json((sandbox / "sandbox.json").read_bytes())
         supervisor_spec = self._supervisor_spec(
-            bwrap, config, sandbox / "workspace", workdir=workdir, env=spec.env, argv=spec.argv
+            bwrap, config, sandbox / "workspace", workdir=workdir, env=spec.env, argv=spec.argv, tty=spec.tty
         )
         procdir = sandbox / "procs" / process_id
         started = await asyncio.to_thread(self._claim_and_launch, procdir, supervisor_spec)
@@ -281,19 +349,56 @@ class LocalProvider:
             sandbox_id=ref.sandbox_id,
             process_id=process_id,
             argv0=spec.argv[0],
+            tty=spec.tty,
             running=state.running,
         )
         return state
 
     def _claim_and_launch(self, procdir: Path, spec: SupervisorSpec) -> bool:
         """Start the process unless this id exists already; True when this call started it."""
-        try:
-            procdir.mkdir(mode=0o700)
-        except FileExistsError:
+        procs = procdir.parent
+        with _locked(procs):  # counting and claiming are one step for every worker
+            claimed = not procdir.exists()
+            if claimed:
+                self._check_not_deleted(procdir)
+                self._make_room(procs)
+                procdir.mkdir(mode=0o700)
+                write_atomic(procdir / SPEC_FILE, spec.to_json())
+        if not claimed:
             return self._relaunch_if_stalled(procdir, spec)
-        write_atomic(procdir / SPEC_FILE, spec.to_json())
         self._launch(procdir)
         return True
+
+    @staticmethod
+    def _check_not_deleted(procdir: Path) -> None:
+        """A process deleted to make room ran already: never start it again under its id."""
+        if (procdir.parent.parent / DELETED_DIR / procdir.name).exists():
+            raise ProcessNotFound(_deleted_message(procdir))
+
+    def _make_room(self, procs: Path) -> None:
+        """Refuse a process beyond MAX_LIVE_PROCESSES; delete the finished processes that ended
+        first while a new one would make more than MAX_KEPT_PROCESSES."""
+        kept = [procdir for procdir in procs.iterdir() if procdir.is_dir()]
+        finished = [
+            procdir
+            for procdir in kept
+            if (procdir / EXIT_CODE_FILE).exists() or not _running_without_exit_code(procdir)
+        ]
+        running = len(kept) - len(finished)
+        if running >= MAX_LIVE_PROCESSES:
+            raise SandboxLimitError(
+                f"sandbox {procs.parent.name!r} already runs {running} processes, the most it allows "
+                f"({MAX_LIVE_PROCESSES}): wait for one to end or kill one, then start this one again"
+            )
+        excess = len(kept) + 1 - MAX_KEPT_PROCESSES
+        if excess <= 0:
+            return
+        deleted_dir = procs.parent / DELETED_DIR
+        deleted_dir.mkdir(mode=0o700, exist_ok=True)
+        for procdir in sorted(finished, key=_end_time)[:excess]:
+            (deleted_dir / procdir.name).touch()
+            self._remove_tree(procdir)
+            log.info("sandbox.process_deleted", sandbox_id=procs.parent.name, process_id=procdir.name)
 
     def _relaunch_if_stalled(self, procdir: Path, spec: SupervisorSpec) -> bool:
         """A process directory whose supervisor never wrote its pid: a start that crashed."""
@@ -333,7 +438,7 @@ class LocalProvider:
                 raise SandboxError(f"the supervisor of {procdir.name!r} did not start: {tail}")
             if not relaunched:
                 relaunched = await asyncio.to_thread(self._relaunch_if_stalled, procdir, spec)
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(_START_POLL_S)
 
     @staticmethod
     def _log_tail(procdir: Path) -> str:
@@ -344,44 +449,40 @@ class LocalProvider:
         return text[-1000:] or f"nothing in {procdir / LOG_FILE}"
 
     async def process_state(self, ref: SandboxRef, process_id: str) -> ProcessState:
-        return self._state(self._procdir(ref, process_id), process_id)
+        procdir = self._procdir(ref, process_id)
+        state = self._state(procdir, process_id)
+        if not procdir.is_dir():  # deleted to make room while we looked
+            raise ProcessNotFound(_deleted_message(procdir))
+        return state
 
     def _state(self, procdir: Path, process_id: str) -> ProcessState:
-        try:
-            output_size = (procdir / OUTPUT_FILE).stat().st_size
-        except FileNotFoundError:
-            output_size = 0
         exit_code = _read_int(procdir / EXIT_CODE_FILE)
-        if exit_code is None:
-            if (procdir / PID_FILE).exists():
-                if _supervisor_alive(procdir):
-                    return ProcessState(process_id=process_id, running=True, output_size=output_size)
-                exit_code = _read_int(procdir / EXIT_CODE_FILE)  # it may have just finished
-            elif _age_s(procdir) < STARTUP_GRACE_S:
-                return ProcessState(process_id=process_id, running=True, output_size=output_size)
+        running = exit_code is None and _running_without_exit_code(procdir)
+        if exit_code is None and not running:
+            exit_code = _read_int(procdir / EXIT_CODE_FILE)  # it may have just finished
+        # after the exit code: once that is there, the size is final
+        output_size = read_output_size(procdir)
         return ProcessState(
             process_id=process_id,
-            running=False,
+            running=running,
             exit_code=exit_code,
-            lost=exit_code is None,
+            lost=not running and exit_code is None,
             output_size=output_size,
+            started_at=_read_float(procdir / STARTED_AT_FILE),
+            ended_at=None if running else _read_float(procdir / ENDED_AT_FILE),
         )
 
     async def read_output(self, ref: SandboxRef, process_id: str, offset: int, max_bytes: int) -> OutputChunk:
         procdir = self._procdir(ref, process_id)
         if offset < 0 or max_bytes < 0:
             raise SandboxError("offset and max_bytes must not be negative")
-        data = await asyncio.to_thread(self._read_slice, procdir / OUTPUT_FILE, offset, max_bytes)
-        return OutputChunk(data=data, offset=offset, next_offset=offset + len(data))
-
-    @staticmethod
-    def _read_slice(path: Path, offset: int, max_bytes: int) -> bytes:
         try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                return f.read(max_bytes)
+            dropped, data = await asyncio.to_thread(read_output_log, procdir, offset, max_bytes)
         except FileNotFoundError:
-            return b""
+            raise ProcessNotFound(_deleted_message(procdir)) from None
+        return OutputChunk(
+            data=data, offset=offset, next_offset=offset + dropped + len(data), dropped=dropped
+        )
 
     async def write_stdin(self, ref: SandboxRef, process_id: str, data: bytes) -> None:
         procdir = self._procdir(ref, process_id)
@@ -451,6 +552,7 @@ class LocalProvider:
             while _supervisor_alive(procdir) and time.monotonic() < deadline + KILL_TIMEOUT_S:
                 await asyncio.sleep(_POLL_S)
             if not (procdir / EXIT_CODE_FILE).exists():
+                write_atomic(procdir / ENDED_AT_FILE, f"{time.time()!r}\n")
                 write_atomic(procdir / EXIT_CODE_FILE, f"{KILLED_EXIT_CODE}\n")
 
     # -- files ---------------------------------------------------------------------------------------
@@ -460,6 +562,9 @@ class LocalProvider:
 
     async def write_file(self, ref: SandboxRef, path: str, data: bytes, mode: int = 0o644) -> None:
         await asyncio.to_thread(self._workspace(ref).write_file, path, data, mode)
+
+    async def delete_file(self, ref: SandboxRef, path: str) -> None:
+        await asyncio.to_thread(self._workspace(ref).delete_file, path)
 
     async def list_dir(self, ref: SandboxRef, path: str = ".") -> list[FileEntry]:
         return await asyncio.to_thread(self._workspace(ref).list_dir, path)
@@ -487,8 +592,11 @@ class LocalProvider:
         return sandbox
 
     def _procdir(self, ref: SandboxRef, process_id: str) -> Path:
-        procdir = self._sandbox_dir(ref) / "procs" / _check_id("process", process_id)
+        sandbox = self._sandbox_dir(ref)
+        procdir = sandbox / "procs" / _check_id("process", process_id)
         if not procdir.is_dir():
+            if (sandbox / DELETED_DIR / process_id).exists():
+                raise ProcessNotFound(_deleted_message(procdir))
             raise ProcessNotFound(f"no process {process_id!r} in sandbox {ref.sandbox_id!r}")
         return procdir
 
@@ -510,14 +618,18 @@ class LocalProvider:
         workdir: str,
         env: dict[str, str],
         argv: list[str],
+        tty: bool = False,
     ) -> SupervisorSpec:
         if self._run_as is None:
-            return SupervisorSpec(bwrap_argv=_bwrap_argv(bwrap, config, str(workspace), workdir, env, argv))
+            return SupervisorSpec(
+                bwrap_argv=_bwrap_argv(bwrap, config, str(workspace), workdir, env, argv, tty), tty=tty
+            )
         # as root, the supervisor stages the workspace where the sandbox uid can bind it from
         return SupervisorSpec(
-            bwrap_argv=_bwrap_argv(bwrap, config, STAGED_WORKSPACE, workdir, env, argv),
+            bwrap_argv=_bwrap_argv(bwrap, config, STAGED_WORKSPACE, workdir, env, argv, tty),
             run_as=self._run_as,
             workspace=str(workspace),
+            tty=tty,
         )
 
     async def _ensure_usable(self) -> None:
@@ -557,3 +669,10 @@ class LocalProvider:
 
 def _ended(state: ProcessState) -> str:
     return "lost" if state.lost else f"exit code {state.exit_code}"
+
+
+def _deleted_message(procdir: Path) -> str:
+    return (
+        f"process {procdir.name!r} of sandbox {procdir.parent.parent.name!r} finished and was deleted "
+        f"to make room (a sandbox keeps {MAX_KEPT_PROCESSES}); start new commands under new ids"
+    )

@@ -196,6 +196,19 @@ class Workspace:
         # rename never follows a symlink at the destination; it replaces it
         os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
 
+    def delete_file(self, path: str) -> None:
+        """Remove a file or a symlink without following it; directories are refused."""
+        with self._walk(path, follow_last=False) as found:
+            if found.name is None:
+                raise IsADirectoryError(f"is a directory: {path or '.'}")
+            try:
+                st = os.stat(found.name, dir_fd=found.dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise _not_found(path) from None
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(f"{path!r} is a directory in the workspace; not deleting it")
+            os.unlink(found.name, dir_fd=found.dir_fd)
+
     def list_dir(self, path: str = ".") -> list[FileEntry]:
         prefix = "/".join(split_relative(path))
         entries: list[FileEntry] = []

@@ -17,18 +17,18 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sandbox_io import CreateSandboxRequest, ExecRequest, ExecResult
+    from activities.sandbox_io import CreateSandboxRequest
     from harness.conversation import (
         ConversationItem,
-        FunctionCallItem,
-        FunctionCallOutputItem,
         MessageItem,
         ModelRequest,
         ModelTurn,
     )
     from harness.specs import AgentSpec, RunRequest, RunResult, RunState, RunStatus
-    from harness.tools import BUILTIN_TOOLS, ExecCommandArgs, ToolCallError, ToolDefinition, parse_tool_call
+    from harness.tools import BUILTIN_TOOLS, ToolDefinition
     from sandbox_providers.base import SandboxRef
+
+from workflows.workspace_tools import SANDBOX_CALL_TIMEOUT, SANDBOX_RETRY_POLICY, WorkspaceTools
 
 MODEL_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -37,23 +37,9 @@ MODEL_RETRY_POLICY = RetryPolicy(
     maximum_attempts=8,
     non_retryable_error_types=["ModelRequestRejected"],
 )
-SANDBOX_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=["SandboxGone", "SandboxUnavailable", "SandboxProviderUnknown"],
-)
 MODEL_CALL_TIMEOUT = timedelta(minutes=15)
-SANDBOX_CALL_TIMEOUT = timedelta(minutes=2)
-# a command's activity heartbeats while it waits; a dead worker is noticed after this long
-EXEC_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
-SUMMARY_CHARS = 120
-
-
-def _short(text: str, limit: int = SUMMARY_CHARS) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+# the model activity heartbeats every 2 s while it waits for the model
+MODEL_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
 
 def sandbox_id_for(workflow_id: str) -> str:
@@ -61,12 +47,6 @@ def sandbox_id_for(workflow_id: str) -> str:
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", workflow_id)[:80]
     digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:12]
     return f"{readable}-{digest}"
-
-
-def process_id_for(turn: int, call_id: str) -> str:
-    """A process id stable across activity retries: one per tool call of the run."""
-    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", call_id)[:80]
-    return f"t{turn}-{readable}"
 
 
 @workflow.defn(name="AgentRun")
@@ -110,7 +90,7 @@ class AgentRun:
             summary=f"sandbox: create ({sandbox_settings.provider})",
         )
         try:
-            final_message = await self._loop(request, agent, tools, items, sandbox)
+            final_message = await self._loop(request, agent, WorkspaceTools(tools, sandbox), items)
         except BaseException as error:
             self._set(state=RunState.CANCELLED if is_cancelled_exception(error) else RunState.FAILED)
             raise
@@ -161,9 +141,8 @@ class AgentRun:
         self,
         request: RunRequest,
         agent: AgentSpec,
-        tools: dict[str, ToolDefinition],
+        workspace: WorkspaceTools,
         items: list[ConversationItem],
-        sandbox: SandboxRef,
     ) -> str | None:
         model_settings = agent.model.merged_with(request.model)
         while True:
@@ -180,10 +159,11 @@ class AgentRun:
                     settings=model_settings,
                     instructions=agent.instructions,
                     items=items,
-                    tools=[tool.spec for tool in tools.values()],
+                    tools=[tool.spec for tool in workspace.tools.values()],
                 ),
                 result_type=ModelTurn,
                 start_to_close_timeout=MODEL_CALL_TIMEOUT,
+                heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
                 retry_policy=MODEL_RETRY_POLICY,
                 summary=f"model: turn {turn}, {len(items)} items in",
             )
@@ -195,33 +175,5 @@ class AgentRun:
                 return model_turn.text
             self._set(state=RunState.RUNNING_TOOLS, waiting_on=model_turn.summary())
             for call in calls:
-                output = await self._run_tool(turn, call, tools, sandbox)
-                items.append(FunctionCallOutputItem(call_id=call.call_id, output=output))
-
-    async def _run_tool(
-        self, turn: int, call: FunctionCallItem, tools: dict[str, ToolDefinition], sandbox: SandboxRef
-    ) -> str:
-        try:
-            arguments = parse_tool_call(call, tools)
-        except ToolCallError as error:
-            workflow.logger.info("tool call refused", extra={"tool": call.name, "reason": str(error)})
-            return f"error: {error}"
-        assert isinstance(arguments, ExecCommandArgs)
-        summary = f"exec: {_short(arguments.cmd)}"
-        self._set(waiting_on=summary)
-        result = await workflow.execute_activity(
-            "exec_command",
-            ExecRequest(
-                sandbox=sandbox,
-                process_id=process_id_for(turn, call.call_id),
-                cmd=arguments.cmd,
-                workdir=arguments.workdir,
-                timeout_s=arguments.timeout_s,
-            ),
-            result_type=ExecResult,
-            start_to_close_timeout=timedelta(seconds=arguments.timeout_s) + SANDBOX_CALL_TIMEOUT,
-            heartbeat_timeout=EXEC_HEARTBEAT_TIMEOUT,
-            retry_policy=SANDBOX_RETRY_POLICY,
-            summary=summary,
-        )
-        return result.for_model()
+                self._set(waiting_on=WorkspaceTools.summary(call, workspace.tools))
+                items.append(await workspace.run(turn, call))
