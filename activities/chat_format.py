@@ -7,6 +7,7 @@ plain dicts (the JSON the wire carries), so they are testable on their own.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from harness.conversation import (
@@ -39,7 +40,11 @@ def to_chat_messages(instructions: str, items: list[ConversationItem]) -> list[d
             call = {
                 "id": item.call_id,
                 "type": "function",
-                "function": {"name": item.name, "arguments": item.arguments},
+                # chat has no freeform tools: a freeform call is replayed as a function call
+                "function": {
+                    "name": item.name,
+                    "arguments": json.dumps({"input": item.arguments}) if item.freeform else item.arguments,
+                },
             }
             previous = messages[-1] if messages else None
             if previous is not None and previous["role"] == "assistant":
@@ -68,10 +73,17 @@ def _chat_role(item: MessageItem) -> str:
 
 
 def to_chat_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
+    """Function tools; a freeform tool becomes a function taking its text as the `input` argument."""
     return [
         {
             "type": "function",
-            "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters},
+            "function": {
+                "name": tool.name,
+                "description": tool.description
+                if tool.grammar is None
+                else f"{tool.description} Send the text as the string argument `input`.",
+                "parameters": tool.parameters,
+            },
         }
         for tool in tools
     ]

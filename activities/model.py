@@ -154,6 +154,12 @@ async def _call_responses(client: openai.AsyncOpenAI, model: str, request: Model
             items.append(
                 FunctionCallItem(call_id=output.call_id, name=output.name, arguments=output.arguments)
             )
+        elif output.type == "custom_tool_call":
+            items.append(
+                FunctionCallItem(
+                    call_id=output.call_id, name=output.name, arguments=output.input, freeform=True
+                )
+            )
         # Reasoning items are dropped: the conversation is sent back statelessly without
         # them, which every Responses server accepts (at some cost in reasoning reuse).
     usage = response.usage
@@ -171,6 +177,15 @@ async def _call_responses(client: openai.AsyncOpenAI, model: str, request: Model
 
 
 def _responses_input(item: ConversationItem) -> dict[str, Any]:
+    if isinstance(item, FunctionCallItem) and item.freeform:
+        return {
+            "type": "custom_tool_call",
+            "call_id": item.call_id,
+            "name": item.name,
+            "input": item.arguments,
+        }
+    if isinstance(item, FunctionCallOutputItem) and item.freeform:
+        return {"type": "custom_tool_call_output", "call_id": item.call_id, "output": item.output}
     if isinstance(item, FunctionCallItem):
         return {
             "type": "function_call",
@@ -189,6 +204,13 @@ def _responses_input(item: ConversationItem) -> dict[str, Any]:
 
 
 def _responses_tool(tool: ToolSpec) -> dict[str, Any]:
+    if tool.grammar is not None:
+        return {
+            "type": "custom",
+            "name": tool.name,
+            "description": tool.description,
+            "format": {"type": "grammar", "syntax": "lark", "definition": tool.grammar},
+        }
     # strict mode would reject the optional parameters our tools' schemas have
     return {
         "type": "function",

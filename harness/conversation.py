@@ -26,6 +26,8 @@ class FunctionCallItem(BaseModel):
     call_id: str
     name: str
     arguments: str
+    # a freeform (custom, grammar) tool call: `arguments` is the tool's raw input text
+    freeform: bool = False
 
 
 class ImageInput(BaseModel):
@@ -45,6 +47,8 @@ class FunctionCallOutputItem(BaseModel):
     output: str
     # images the tool returns with its text (view_image)
     images: list[ImageInput] = Field(default_factory=list)
+    # the output of a freeform tool call
+    freeform: bool = False
 
 
 ConversationItem = Annotated[
@@ -53,11 +57,17 @@ ConversationItem = Annotated[
 
 
 class ToolSpec(BaseModel):
-    """A function tool as offered to the model."""
+    """A tool as offered to the model: a function tool, or a freeform one when it has a grammar.
+
+    A freeform tool (a Responses API custom tool) takes raw text matching its Lark
+    grammar; for APIs without custom tools it is offered as a function tool with one
+    string argument, `input`.
+    """
 
     name: str
     description: str
     parameters: dict[str, Any]
+    grammar: str | None = None
 
 
 class ModelRequest(BaseModel):

@@ -51,17 +51,25 @@ class ScriptedToolCall(BaseModel):
     name: str = Field(min_length=1)
     arguments: dict[str, Any] | None = Field(default=None, description="Sent as JSON text.")
     arguments_raw: str | None = Field(default=None, description="Sent verbatim, e.g. malformed JSON.")
+    custom_input: str | None = Field(
+        default=None,
+        description="Freeform input: a custom tool call where the request offers the tool as custom "
+        '(Responses API), else a function call with arguments {"input": ...}.',
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> ScriptedToolCall:
-        if self.arguments is not None and self.arguments_raw is not None:
-            raise ValueError("give 'arguments' or 'arguments_raw', not both")
+        forms = [self.arguments, self.arguments_raw, self.custom_input]
+        if sum(form is not None for form in forms) > 1:
+            raise ValueError("give one of 'arguments', 'arguments_raw' or 'custom_input'")
         return self
 
     @property
     def arguments_text(self) -> str:
         if self.arguments_raw is not None:
             return self.arguments_raw
+        if self.custom_input is not None:
+            return json.dumps({"input": self.custom_input})
         return json.dumps(self.arguments or {})
 
 
@@ -131,7 +139,7 @@ def _is_assistant_responses_item(item: Any) -> bool:
     if kind == "message":
         return item.get("role") == "assistant"
     # reasoning items also come from the model, between its messages and calls
-    return kind in ("function_call", "reasoning")
+    return kind in ("function_call", "custom_tool_call", "reasoning")
 
 
 def _is_assistant_chat_message(message: Any) -> bool:
@@ -168,7 +176,7 @@ def _responses_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | No
     outputs = [
         item.get("output")
         for item in entries
-        if isinstance(item, dict) and item.get("type") == "function_call_output"
+        if isinstance(item, dict) and item.get("type") in ("function_call_output", "custom_tool_call_output")
     ]
     last = _content_text(outputs[-1]) if outputs else None
     return _count_runs(entries, _is_assistant_responses_item), last
@@ -191,9 +199,13 @@ class _Answer(BaseModel):
 
     message: str | None
     tool_calls: list[tuple[str, str, str]]  # (call_id, name, arguments text)
+    # call ids answered as freeform custom tool calls (Responses API), with their input
+    custom_inputs: dict[str, str] = Field(default_factory=dict)
 
 
-def _answer_for(script: Script, turn: int, last_tool_output: str | None) -> _Answer:
+def _answer_for(
+    script: Script, turn: int, last_tool_output: str | None, custom_tools: frozenset[str] = frozenset()
+) -> _Answer:
     if turn >= len(script.turns):
         return _Answer(message=SCRIPT_ENDED, tool_calls=[])
     scripted = script.turns[turn]
@@ -201,7 +213,12 @@ def _answer_for(script: Script, turn: int, last_tool_output: str | None) -> _Ans
         calls = [
             (f"call_{turn}_{j}", call.name, call.arguments_text) for j, call in enumerate(scripted.tool_calls)
         ]
-        return _Answer(message=None, tool_calls=calls)
+        custom = {
+            f"call_{turn}_{j}": call.custom_input
+            for j, call in enumerate(scripted.tool_calls)
+            if call.custom_input is not None and call.name in custom_tools
+        }
+        return _Answer(message=None, tool_calls=calls, custom_inputs=custom)
     text = scripted.message or ""
     tool_output = "(no tool output)" if last_tool_output is None else last_tool_output.strip()
     return _Answer(message=text.replace(LAST_TOOL_OUTPUT, tool_output), tool_calls=[])
@@ -214,6 +231,15 @@ def _estimate_tokens(size_in_bytes: int) -> int:
 def _responses_payload(response_id: str, model: str, answer: _Answer, input_bytes: int) -> dict[str, Any]:
     output: list[dict[str, Any]] = [
         {
+            "type": "custom_tool_call",
+            "id": f"ctc_{response_id}_{j}",
+            "call_id": call_id,
+            "name": name,
+            "input": answer.custom_inputs[call_id],
+            "status": "completed",
+        }
+        if call_id in answer.custom_inputs
+        else {
             "type": "function_call",
             "id": f"fc_{response_id}_{j}",
             "call_id": call_id,
@@ -420,7 +446,12 @@ class ScriptedModelServer:
                 hang_s=failure.hang_s,
             )
             return self._record("POST", path, body, turn, reply)
-        answer = _answer_for(self.script, turn, last_output)
+        custom_tools = frozenset(
+            tool.get("name")
+            for tool in body.get("tools") or []
+            if api == "responses" and isinstance(tool, dict) and tool.get("type") == "custom"
+        )
+        answer = _answer_for(self.script, turn, last_output, custom_tools)
         model = str(body.get("model") or self.script.model)
         input_bytes = len(json.dumps(body))
         build = _responses_payload if api == "responses" else _chat_payload

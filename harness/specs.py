@@ -26,6 +26,11 @@ class ModelSettings(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_output_tokens: int | None = Field(default=None, gt=0)
+    freeform_apply_patch: bool | None = Field(
+        default=None,
+        description="Offer apply_patch as a freeform grammar tool (Responses API custom tools, GPT-5 "
+        "family); default false: a JSON function tool.",
+    )
 
     def sampling_params(self, max_tokens_name: str) -> dict[str, float | int]:
         """The sampling settings that are set, with the token cap under the API's own name."""

@@ -11,7 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.apply_patch import APPLY_PATCH_DESCRIPTION, ApplyPatchArgs
+from harness.apply_patch import (
+    APPLY_PATCH_DESCRIPTION,
+    APPLY_PATCH_FREEFORM_DESCRIPTION,
+    APPLY_PATCH_LARK_GRAMMAR,
+    ApplyPatchArgs,
+)
 from harness.conversation import FunctionCallItem, ToolSpec
 
 # Codex's defaults, as the models know them
@@ -134,9 +139,27 @@ APPLY_PATCH = ToolDefinition(
     arguments_model=ApplyPatchArgs,
 )
 
+APPLY_PATCH_FREEFORM = ToolSpec(
+    name="apply_patch",
+    description=APPLY_PATCH_FREEFORM_DESCRIPTION,
+    parameters=_spec_for("apply_patch", "", ApplyPatchArgs).parameters,
+    grammar=APPLY_PATCH_LARK_GRAMMAR,
+)
+
 BUILTIN_TOOLS: dict[str, ToolDefinition] = {
     tool.spec.name: tool for tool in (EXEC_COMMAND, WRITE_STDIN, APPLY_PATCH, VIEW_IMAGE)
 }
+
+
+def offered_specs(tools: dict[str, ToolDefinition], freeform_apply_patch: bool) -> list[ToolSpec]:
+    """The tool specs sent to the model; apply_patch as a freeform grammar tool when asked."""
+    specs = []
+    for name, tool in tools.items():
+        if name == APPLY_PATCH.spec.name and freeform_apply_patch:
+            specs.append(APPLY_PATCH_FREEFORM)
+        else:
+            specs.append(tool.spec)
+    return specs
 
 
 class ToolCallError(Exception):
@@ -149,6 +172,8 @@ def parse_tool_call(call: FunctionCallItem, enabled: dict[str, ToolDefinition]) 
     if tool is None:
         available = ", ".join(sorted(enabled)) or "none"
         raise ToolCallError(f"unknown tool {call.name!r}; the tools available are: {available}")
+    if call.freeform:
+        return _validated(call, tool, {"input": call.arguments})
     try:
         raw: Any = json.loads(call.arguments or "{}")
     except json.JSONDecodeError as error:
@@ -158,6 +183,10 @@ def parse_tool_call(call: FunctionCallItem, enabled: dict[str, ToolDefinition]) 
         ) from None
     if not isinstance(raw, dict):
         raise ToolCallError(f"the arguments of {call.name} must be a JSON object, not {type(raw).__name__}")
+    return _validated(call, tool, raw)
+
+
+def _validated(call: FunctionCallItem, tool: ToolDefinition, raw: dict[str, Any]) -> BaseModel:
     try:
         return tool.arguments_model.model_validate(raw)
     except ValidationError as error:

@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from harness.runs import start_run
 from harness.scripted_model import Script
-from harness.specs import RunRequest, RunState, RunStatus
+from harness.specs import ModelSettings, RunRequest, RunState, RunStatus
 from tests.test_worker_crash import start_worker_process, wait_for
 
 
@@ -200,3 +200,36 @@ async def test_apply_patch_through_the_workflow(client, scripted_model, make_con
     # the same hunk again no longer matches: a tool error naming the problem, the run goes on
     assert stale.startswith("error:") and "app/greet.py" in stale
     assert "hello, world" in ran
+
+
+async def test_freeform_apply_patch_on_both_apis(client, scripted_model, make_config, running_worker) -> None:
+    patch = "*** Begin Patch\n*** Add File: notes.md\n+# Notes\n*** End Patch\n"
+    for api in ("responses", "chat"):
+        server = scripted_model(
+            script(
+                {"tool_calls": [{"name": "apply_patch", "custom_input": patch}]},
+                call("exec_command", cmd="cat notes.md"),
+                {"message": "{last_tool_output}"},
+            )
+        )
+        config = make_config(server)
+        settings = ModelSettings(api=api, freeform_apply_patch=True)
+        async with running_worker(config):
+            handle = await start_run(client, config, RunRequest(agent="demo", task="notes", model=settings))
+            result = await handle.result()
+        assert result.state is RunState.COMPLETED and "# Notes" in result.final_message
+        first = server.requests[0].body
+        if api == "responses":
+            offered = next(tool for tool in first["tools"] if tool["name"] == "apply_patch")
+            assert offered["type"] == "custom" and offered["format"]["syntax"] == "lark"
+            second = server.requests[1].body["input"]
+            assert [item["type"] for item in second if "call" in item.get("type", "")] == [
+                "custom_tool_call",
+                "custom_tool_call_output",
+            ]
+            assert "A notes.md" in second[-1]["output"]
+        else:
+            offered = next(tool for tool in first["tools"] if tool["function"]["name"] == "apply_patch")
+            assert offered["function"]["parameters"]["required"] == ["input"]
+            tool_message = next(m for m in server.requests[1].body["messages"] if m["role"] == "tool")
+            assert "A notes.md" in tool_message["content"]

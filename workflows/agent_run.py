@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         ModelTurn,
     )
     from harness.specs import AgentSpec, RunRequest, RunResult, RunState, RunStatus
-    from harness.tools import BUILTIN_TOOLS, ToolDefinition
+    from harness.tools import BUILTIN_TOOLS, ToolDefinition, offered_specs
     from sandbox_providers.base import SandboxRef
 
 from workflows.workspace_tools import SANDBOX_CALL_TIMEOUT, SANDBOX_RETRY_POLICY, WorkspaceTools
@@ -159,7 +159,7 @@ class AgentRun:
                     settings=model_settings,
                     instructions=agent.instructions,
                     items=items,
-                    tools=[tool.spec for tool in workspace.tools.values()],
+                    tools=offered_specs(workspace.tools, bool(model_settings.freeform_apply_patch)),
                 ),
                 result_type=ModelTurn,
                 start_to_close_timeout=MODEL_CALL_TIMEOUT,

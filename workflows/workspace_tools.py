@@ -98,7 +98,9 @@ class WorkspaceTools:
             arguments = parse_tool_call(call, self.tools)
         except ToolCallError as error:
             workflow.logger.info("tool call refused", extra={"tool": call.name, "reason": str(error)})
-            return FunctionCallOutputItem(call_id=call.call_id, output=f"error: {error}")
+            return FunctionCallOutputItem(
+                call_id=call.call_id, output=f"error: {error}", freeform=call.freeform
+            )
         if isinstance(arguments, ExecCommandArgs):
             output = await self._exec(process_id_for(turn, call.call_id), arguments)
         elif isinstance(arguments, WriteStdinArgs):
@@ -109,7 +111,7 @@ class WorkspaceTools:
             return await self._view_image(call, arguments)
         else:
             raise TypeError(f"no dispatch for {type(arguments).__name__}")
-        return FunctionCallOutputItem(call_id=call.call_id, output=output)
+        return FunctionCallOutputItem(call_id=call.call_id, output=output, freeform=call.freeform)
 
     @staticmethod
     def summary(call: FunctionCallItem, tools: dict[str, ToolDefinition]) -> str:
