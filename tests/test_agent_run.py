@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from harness.approvals import UserMessage
 from harness.runs import start_run
 from harness.scripted_model import Script
 from harness.specs import AgentSpec, RunRequest, RunState, RunStatus
@@ -218,3 +219,22 @@ def test_a_bad_sandbox_environment_is_refused_with_what_to_fix() -> None:
         assert "BAD=NAME" in str(error) and "must match" in str(error)
     else:
         raise AssertionError("the request should be refused")
+
+
+async def test_a_user_message_reaches_the_next_model_call(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    server = scripted_model(script(exec_turn("sleep 1.5; echo slept"), {"message": "ok"}))
+    config = make_config(server)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="demo", task="work"))
+        for _ in range(200):
+            if list(config.sandboxes_dir.glob("*/procs/*")):
+                break
+            await asyncio.sleep(0.05)
+        await handle.signal("user_message", UserMessage(text="Please also say hello."))
+        result = await handle.result()
+    assert result.state is RunState.COMPLETED
+    second = server.requests[1].body["input"]
+    assert second[-1] == {"role": "user", "content": "Please also say hello."}
+    assert "Please also say hello." not in json.dumps(server.requests[0].body)

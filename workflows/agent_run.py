@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.sandbox_io import CreateSandboxRequest
+    from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
     from harness.conversation import (
         ConversationItem,
         MessageItem,
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from harness.tools import BUILTIN_TOOLS, ToolDefinition, offered_specs
     from sandbox_providers.base import SandboxRef
 
+from workflows.approvals import ApprovalBook
 from workflows.workspace_tools import SANDBOX_CALL_TIMEOUT, SANDBOX_RETRY_POLICY, WorkspaceTools
 
 MODEL_RETRY_POLICY = RetryPolicy(
@@ -53,10 +55,40 @@ def sandbox_id_for(workflow_id: str) -> str:
 class AgentRun:
     def __init__(self) -> None:
         self._status = RunStatus(agent="", state=RunState.STARTING, turn=0)
+        self._approvals = ApprovalBook()
+        # people's messages, entering the context before the next model call
+        self._inbox: list[str] = []
 
     @workflow.query
     def status(self) -> RunStatus:
         return self._status
+
+    @workflow.query
+    def pending_approvals(self) -> list[PendingApproval]:
+        return list(self._approvals.pending.values())
+
+    @workflow.signal
+    def approve(self, decision: ApprovalDecision) -> None:
+        self._approvals.decide(decision.model_copy(update={"approved": True}))
+
+    @workflow.signal
+    def decline(self, decision: ApprovalDecision) -> None:
+        self._approvals.decide(decision.model_copy(update={"approved": False}))
+
+    @workflow.update
+    def decide(self, decision: ApprovalDecision) -> str:
+        self._approvals.decide(decision)
+        return f"call {decision.call_id} {'approved' if decision.approved else 'declined'}"
+
+    @decide.validator
+    def _decide_is_possible(self, decision: ApprovalDecision) -> None:
+        refusal = self._approvals.refusal(decision)
+        if refusal is not None:
+            raise ValueError(refusal)
+
+    @workflow.signal
+    def user_message(self, message: UserMessage) -> None:
+        self._inbox.append(message.text)
 
     def _set(self, *, state: RunState | None = None, waiting_on: str | None = None) -> None:
         if state is not None:
@@ -152,6 +184,8 @@ class AgentRun:
                 return None
             self._status.turn += 1
             turn = self._status.turn
+            items.extend(MessageItem(role="user", content=text) for text in self._inbox)
+            self._inbox.clear()
             self._set(state=RunState.CALLING_MODEL, waiting_on="model")
             model_turn = await workflow.execute_activity(
                 "call_model",
