@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import click
+from temporalio.client import WorkflowUpdateFailedError
 
+from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
 from harness.config import FarlineConfig
 from harness.devserver import DevServerError, port_open, start_dev_server, stop_process
 from harness.logging import configure_logging
@@ -198,6 +200,79 @@ async def _status(config: FarlineConfig, workflow_id: str) -> None:
             indent=2,
         )
     )
+
+
+@main.command()
+@click.argument("workflow_id")
+def approvals(workflow_id: str) -> None:
+    """List the calls of a run that wait for a person's approval."""
+    asyncio.run(_approvals(_config(), workflow_id))
+
+
+async def _approvals(config: FarlineConfig, workflow_id: str) -> None:
+    client = await connect(config)
+    pending = await client.get_workflow_handle(workflow_id).query(
+        "pending_approvals", result_type=list[PendingApproval]
+    )
+    if not pending:
+        click.echo("no call is waiting for approval")
+    for approval in pending:
+        deadline = f", declined at {approval.timeout_at:%Y-%m-%d %H:%M:%S} UTC" if approval.timeout_at else ""
+        click.echo(
+            f"{approval.call_id}  {approval.tool}({approval.arguments})  waiting since "
+            f"{approval.since:%Y-%m-%d %H:%M:%S} UTC{deadline}"
+        )
+        click.echo(
+            f"  farline approve {workflow_id} {approval.call_id}   |   farline decline {workflow_id} "
+            f"{approval.call_id} --reason '...'"
+        )
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("call_id")
+@click.option("--reason", default=None, help="Why (the agent sees it).")
+def approve(workflow_id: str, call_id: str, reason: str | None) -> None:
+    """Approve a waiting call."""
+    asyncio.run(
+        _decide(_config(), workflow_id, ApprovalDecision(call_id=call_id, approved=True, reason=reason))
+    )
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("call_id")
+@click.option("--reason", default=None, help="Why (the agent sees it).")
+def decline(workflow_id: str, call_id: str, reason: str | None) -> None:
+    """Decline a waiting call; the agent is told it was declined, with the reason."""
+    asyncio.run(
+        _decide(_config(), workflow_id, ApprovalDecision(call_id=call_id, approved=False, reason=reason))
+    )
+
+
+async def _decide(config: FarlineConfig, workflow_id: str, decision: ApprovalDecision) -> None:
+    client = await connect(config)
+    try:
+        answer = await client.get_workflow_handle(workflow_id).execute_update(
+            "decide", decision, result_type=str
+        )
+    except WorkflowUpdateFailedError as error:
+        raise click.ClickException(str(error.cause.message if error.cause else error)) from None
+    click.echo(answer)
+
+
+@main.command()
+@click.argument("workflow_id")
+@click.argument("text")
+def say(workflow_id: str, text: str) -> None:
+    """Send a message to a running agent; it reads it before its next model call."""
+    asyncio.run(_say(_config(), workflow_id, text))
+
+
+async def _say(config: FarlineConfig, workflow_id: str, text: str) -> None:
+    client = await connect(config)
+    await client.get_workflow_handle(workflow_id).signal("user_message", UserMessage(text=text))
+    click.echo("sent")
 
 
 @main.command()
