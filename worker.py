@@ -14,13 +14,16 @@ from temporalio.worker import Worker
 
 from activities.agents import AgentActivities
 from activities.exec_session import ExecActivities
+from activities.function_tools import FunctionToolActivities
 from activities.image import ImageActivities
 from activities.model import ModelActivities
 from activities.patch import PatchActivities
 from activities.sandbox import SandboxActivities
 from harness.agents import AgentRegistry, default_registry
 from harness.config import FarlineConfig
+from harness.function_tools import FunctionToolRegistry, install_registry
 from harness.logging import configure_logging
+from harness.task_tracker import TaskTracker, tracker_tools
 from harness.temporal_client import connect
 from sandbox_providers.base import SandboxProvider
 from sandbox_providers.local import LocalProvider
@@ -29,8 +32,23 @@ from workflows.agent_run import AgentRun
 logger = structlog.get_logger(__name__)
 
 
-def build_worker(client: Client, config: FarlineConfig, registry: AgentRegistry | None = None) -> Worker:
-    """A worker serving AgentRun on `config.task_queue`, with the given agents (default: the demo)."""
+def default_function_tools(config: FarlineConfig) -> FunctionToolRegistry:
+    """The demo application's tools: the task tracker, on SQLite in the data dir."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    return FunctionToolRegistry(tracker_tools(TaskTracker(config.data_dir / "task_tracker.sqlite")))
+
+
+def build_worker(
+    client: Client,
+    config: FarlineConfig,
+    registry: AgentRegistry | None = None,
+    function_tools: FunctionToolRegistry | None = None,
+) -> Worker:
+    """A worker serving AgentRun on `config.task_queue`, with the given agents and application
+    tools (default: the demo agents and the task tracker's tools)."""
+    function_tools = function_tools if function_tools is not None else default_function_tools(config)
+    # the workflow evaluates the tools' pure rules (validation, approval) from this registry
+    install_registry(config.task_queue, function_tools)
     providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}
     sandbox = SandboxActivities(providers)
     execs = ExecActivities(providers)
@@ -38,6 +56,7 @@ def build_worker(client: Client, config: FarlineConfig, registry: AgentRegistry 
     patches = PatchActivities(providers)
     agents = AgentActivities(registry or default_registry())
     model = ModelActivities(config)
+    app = FunctionToolActivities(function_tools)
     return Worker(
         client,
         task_queue=config.task_queue,
@@ -51,6 +70,7 @@ def build_worker(client: Client, config: FarlineConfig, registry: AgentRegistry 
             execs.write_stdin,
             patches.apply_patch,
             images.view_image,
+            app.run_function_tool,
         ],
         # a graceful stop lets running commands finish their current poll; their
         # processes live on in the sandbox and the next worker attaches to them

@@ -49,6 +49,26 @@ DEMO_AGENT = AgentSpec(
 )
 
 
+TRACKER_AGENT = AgentSpec(
+    name="tracker",
+    instructions=(
+        "You help run the Conference Launch Desk's task tracker. Use list_tasks, search_assignees, "
+        "update_assignee and update_status to move the work along; moving a task to DONE waits for a "
+        "person's approval. You also have a sandboxed workspace at /workspace for any drafting."
+    ),
+    tools=[
+        "exec_command",
+        "write_stdin",
+        "apply_patch",
+        "view_image",
+        "list_tasks",
+        "search_assignees",
+        "update_assignee",
+        "update_status",
+    ],
+)
+
+
 def default_registry() -> AgentRegistry:
     """The agents a plain `python worker.py` serves."""
-    return AgentRegistry([DEMO_AGENT])
+    return AgentRegistry([DEMO_AGENT, TRACKER_AGENT])

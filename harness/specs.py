@@ -95,6 +95,10 @@ class RunRequest(BaseModel):
     model: ModelSettings | None = None
     sandbox: SandboxSettings | None = None
     max_turns: int = Field(default=50, ge=1, le=10_000)
+    flags: dict[str, bool | str] = Field(
+        default_factory=dict,
+        description="Feature flags the application's tools see (is_enabled, ToolContext).",
+    )
 
     @model_validator(mode="after")
     def _one_agent(self) -> RunRequest:
@@ -124,6 +128,7 @@ class RunState(StrEnum):
     STARTING = "starting"
     CALLING_MODEL = "calling_model"
     RUNNING_TOOLS = "running_tools"
+    WAITING_FOR_APPROVAL = "waiting_for_approval"
     COMPLETED = "completed"
     MAX_TURNS_REACHED = "max_turns_reached"
     FAILED = "failed"

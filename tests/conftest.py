@@ -71,12 +71,12 @@ def make_config(client: Client, tmp_path: Path) -> Callable[..., FarlineConfig]:
 
 
 @pytest.fixture
-def running_worker(client: Client) -> Callable[[FarlineConfig], AbstractAsyncContextManager[None]]:
+def running_worker(client: Client) -> Callable[..., AbstractAsyncContextManager[None]]:
     """An in-process worker for a config, as an async context manager."""
 
     @asynccontextmanager
-    async def run(config: FarlineConfig) -> AsyncIterator[None]:
-        async with build_worker(client, config):
+    async def run(config: FarlineConfig, **options: object) -> AsyncIterator[None]:
+        async with build_worker(client, config, **options):
             yield
 
     return run

@@ -25,10 +25,12 @@ with workflow.unsafe.imports_passed_through():
         ModelRequest,
         ModelTurn,
     )
+    from harness.function_tools import FunctionToolRegistry, RunContext, registry_for
     from harness.specs import AgentSpec, RunRequest, RunResult, RunState, RunStatus
     from harness.tools import BUILTIN_TOOLS, ToolDefinition, offered_specs
     from sandbox_providers.base import SandboxRef
 
+from workflows.app_tools import AppTools
 from workflows.approvals import ApprovalBook
 from workflows.workspace_tools import SANDBOX_CALL_TIMEOUT, SANDBOX_RETRY_POLICY, WorkspaceTools
 
@@ -103,7 +105,11 @@ class AgentRun:
     async def run(self, request: RunRequest) -> RunResult:
         agent = await self._resolve_agent(request)
         self._status.agent = agent.name
-        tools = self._enabled_tools(agent)
+        registry = registry_for(workflow.info().task_queue)
+        tools = self._enabled_tools(agent, registry)
+        app_tools = AppTools(
+            registry, agent.tools, RunContext(flags=request.flags, agent=agent.name), self._approvals
+        )
         items: list[ConversationItem] = [MessageItem(role="user", content=request.task)]
 
         self._set(waiting_on="sandbox creation")
@@ -122,7 +128,7 @@ class AgentRun:
             summary=f"sandbox: create ({sandbox_settings.provider})",
         )
         try:
-            final_message = await self._loop(request, agent, WorkspaceTools(tools, sandbox), items)
+            final_message = await self._loop(request, agent, WorkspaceTools(tools, sandbox), app_tools, items)
         except BaseException as error:
             self._set(state=RunState.CANCELLED if is_cancelled_exception(error) else RunState.FAILED)
             raise
@@ -158,22 +164,24 @@ class AgentRun:
         )
 
     @staticmethod
-    def _enabled_tools(agent: AgentSpec) -> dict[str, ToolDefinition]:
-        unknown = [name for name in agent.tools if name not in BUILTIN_TOOLS]
+    def _enabled_tools(agent: AgentSpec, registry: FunctionToolRegistry) -> dict[str, ToolDefinition]:
+        unknown = [name for name in agent.tools if name not in BUILTIN_TOOLS and name not in registry]
         if unknown:
+            available = sorted(BUILTIN_TOOLS) + registry.names
             raise ApplicationError(
-                f"agent {agent.name!r} lists tools this harness does not have: {', '.join(unknown)} "
-                f"(available: {', '.join(sorted(BUILTIN_TOOLS))})",
+                f"agent {agent.name!r} lists tools this worker does not have: {', '.join(unknown)} "
+                f"(available: {', '.join(available)})",
                 type="BadAgentSpec",
                 non_retryable=True,
             )
-        return {name: BUILTIN_TOOLS[name] for name in agent.tools}
+        return {name: BUILTIN_TOOLS[name] for name in agent.tools if name in BUILTIN_TOOLS}
 
     async def _loop(
         self,
         request: RunRequest,
         agent: AgentSpec,
         workspace: WorkspaceTools,
+        app_tools: AppTools,
         items: list[ConversationItem],
     ) -> str | None:
         model_settings = agent.model.merged_with(request.model)
@@ -193,7 +201,8 @@ class AgentRun:
                     settings=model_settings,
                     instructions=agent.instructions,
                     items=items,
-                    tools=offered_specs(workspace.tools, bool(model_settings.freeform_apply_patch)),
+                    tools=offered_specs(workspace.tools, bool(model_settings.freeform_apply_patch))
+                    + app_tools.specs,
                 ),
                 result_type=ModelTurn,
                 start_to_close_timeout=MODEL_CALL_TIMEOUT,
@@ -208,6 +217,21 @@ class AgentRun:
                 self._set(state=RunState.COMPLETED)
                 return model_turn.text
             self._set(state=RunState.RUNNING_TOOLS, waiting_on=model_turn.summary())
+            # every approval a turn needs is asked for at once; the next turn waits for all of them
+            prepared = {call.call_id: app_tools.prepare(call) for call in calls if app_tools.handles(call)}
             for call in calls:
-                self._set(waiting_on=WorkspaceTools.summary(call, workspace.tools))
-                items.append(await workspace.run(turn, call))
+                if call.call_id not in prepared:
+                    self._set(waiting_on=WorkspaceTools.summary(call, workspace.tools))
+                    items.append(await workspace.run(turn, call))
+                    continue
+                waiting = self._approvals.pending.get(call.call_id)
+                if waiting is not None:
+                    self._set(
+                        state=RunState.WAITING_FOR_APPROVAL,
+                        waiting_on=f"approval of {call.name} ({call.call_id}) since "
+                        f"{waiting.since:%Y-%m-%d %H:%M:%S} UTC",
+                    )
+                else:
+                    self._set(state=RunState.RUNNING_TOOLS, waiting_on=f"tool: {call.name}")
+                items.append(await app_tools.run(call, prepared[call.call_id]))
+                self._set(state=RunState.RUNNING_TOOLS)

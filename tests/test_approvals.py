@@ -1,0 +1,194 @@
+"""Application function tools and approval gates, through the real workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+
+from harness.approvals import ApprovalDecision, PendingApproval
+from harness.function_tools import FunctionToolRegistry, RunContext, function_tool
+from harness.runs import start_run
+from harness.scripted_model import Script
+from harness.specs import AgentSpec, RunRequest, RunState, RunStatus
+from tests.test_worker_crash import start_worker_process, wait_for
+
+
+def script(*turns: dict) -> Script:
+    return Script.model_validate({"turns": list(turns)})
+
+
+def call(name: str, **arguments: object) -> dict:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def last_tool_output(server) -> str:
+    outputs = [
+        item["output"]
+        for item in server.requests[-1].body["input"]
+        if item.get("type") == "function_call_output"
+    ]
+    return outputs[-1]
+
+
+async def pending(handle: WorkflowHandle) -> list[PendingApproval]:
+    return await handle.query("pending_approvals", result_type=list[PendingApproval])
+
+
+async def wait_for_pending(handle: WorkflowHandle) -> PendingApproval:
+    async def some() -> bool:
+        return bool(await pending(handle))
+
+    await wait_for(some)
+    return (await pending(handle))[0]
+
+
+def task_status(config, task_id: int) -> str:
+    with sqlite3.connect(config.data_dir / "task_tracker.sqlite") as db:
+        return db.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchone()[0]
+
+
+async def test_marking_a_task_done_waits_for_approval(
+    client: Client, scripted_model, make_config, running_worker
+):
+    server = scripted_model(
+        script(call("update_status", task_id=1, status="DONE"), {"message": "{last_tool_output}"})
+    )
+    config = make_config(server)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="tracker", task="finish task 1"))
+        waiting = await wait_for_pending(handle)
+        status = await handle.query("status", result_type=RunStatus)
+        assert waiting.tool == "update_status" and '"DONE"' in waiting.arguments
+        assert status.state is RunState.WAITING_FOR_APPROVAL and waiting.call_id in status.waiting_on
+        # nothing happened yet, and no further model call was made
+        assert task_status(config, 1) != "DONE" and len(server.requests) == 1
+        await handle.signal("approve", ApprovalDecision(call_id=waiting.call_id))
+        result = await handle.result()
+    assert result.state is RunState.COMPLETED and "DONE" in result.final_message
+    assert task_status(config, 1) == "DONE"
+
+
+async def test_a_declined_call_tells_the_model_why(
+    client: Client, scripted_model, make_config, running_worker
+):
+    server = scripted_model(script(call("update_status", task_id=2, status="DONE"), {"message": "ok"}))
+    config = make_config(server)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="tracker", task="finish task 2"))
+        waiting = await wait_for_pending(handle)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("decide", ApprovalDecision(call_id="call_nope"), result_type=str)
+        assert "no call 'call_nope' is waiting for approval" in str(refused.value.cause)
+        answer = await handle.execute_update(
+            "decide",
+            ApprovalDecision(call_id=waiting.call_id, approved=False, reason="the video is not signed off"),
+            result_type=str,
+        )
+        assert answer == f"call {waiting.call_id} declined"
+        with pytest.raises(WorkflowUpdateFailedError) as again:
+            await handle.execute_update("decide", ApprovalDecision(call_id=waiting.call_id), result_type=str)
+        assert "already declined" in str(again.value.cause)
+        await handle.result()
+    output = last_tool_output(server)
+    assert output.startswith("declined by a person") and "the video is not signed off" in output
+    assert task_status(config, 2) != "DONE"
+
+
+async def test_an_approval_waits_through_a_worker_sigkill(
+    client: Client, scripted_model, make_config, tmp_path
+):
+    server = scripted_model(
+        script(call("update_status", task_id=3, status="DONE"), {"message": "{last_tool_output}"})
+    )
+    config = make_config(server)
+    first = start_worker_process(config, tmp_path / "worker-1.log")
+    second = None
+    try:
+        handle = await start_run(client, config, RunRequest(agent="tracker", task="finish task 3"))
+        waiting = await wait_for_pending(handle)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second = start_worker_process(config, tmp_path / "worker-2.log")
+        assert (await wait_for_pending(handle)).call_id == waiting.call_id
+        await handle.signal("approve", ApprovalDecision(call_id=waiting.call_id, reason="looks good"))
+        result = await asyncio.wait_for(handle.result(), timeout=60)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(10)
+    assert result.state is RunState.COMPLETED and task_status(config, 3) == "DONE"
+    assert server.count_by_turn() == {0: 1, 1: 1}
+
+
+async def test_app_tool_rules_timeouts_errors_and_secrets(
+    client: Client, scripted_model, make_config, running_worker, monkeypatch
+):
+    monkeypatch.setenv("TRACKER_API_TOKEN", "tok-secret-123")
+
+    @function_tool(needs_approval=True, approval_timeout_s=1)
+    def delete_account(user: str) -> str:
+        """Delete a user's account."""
+        return f"deleted {user}"
+
+    @function_tool(guardrails=[lambda args: "refunds over 100 need a manager" if args.amount > 100 else None])
+    def refund(amount: int) -> str:
+        """Refund an amount."""
+        return f"refunded {amount}"
+
+    @function_tool
+    def flaky() -> str:
+        """Always fails."""
+        raise RuntimeError("the billing service is down")
+
+    @function_tool
+    def token_check() -> str:
+        """Whether the API token is available to the tool."""
+        return "token present" if os.environ.get("TRACKER_API_TOKEN") == "tok-secret-123" else "no token"
+
+    @function_tool(is_enabled=lambda context: context.flags.get("beta") is True)
+    def beta_feature() -> str:
+        """Only in the beta."""
+        return "beta"
+
+    registry = FunctionToolRegistry([delete_account, refund, flaky, token_check, beta_feature])
+    agent = AgentSpec(
+        name="ops",
+        tools=["exec_command", "delete_account", "refund", "flaky", "token_check", "beta_feature"],
+    )
+    server = scripted_model(
+        script(
+            call("delete_account", user="bob"),
+            call("refund", amount=500),
+            call("flaky"),
+            call("token_check"),
+            call("exec_command", cmd="env | grep -c TRACKER_API_TOKEN || true"),
+            call("beta_feature"),
+            {"message": "done"},
+        )
+    )
+    config = make_config(server)
+    async with running_worker(config, function_tools=registry):
+        handle = await start_run(client, config, RunRequest(agent_spec=agent, task="ops work", max_turns=10))
+        result = await handle.result()
+    assert result.state is RunState.COMPLETED
+    outputs = [
+        item["output"]
+        for item in server.requests[-1].body["input"]
+        if item.get("type") == "function_call_output"
+    ]
+    timed_out, guarded, failed, secret, sandbox_env, disabled = outputs
+    assert timed_out.startswith("declined by a person") and "nobody answered within 1 seconds" in timed_out
+    assert guarded == "error: refund was refused: refunds over 100 need a manager"
+    assert failed == "error: RuntimeError: the billing service is down"
+    assert secret == "token present"
+    assert sandbox_env.rstrip().endswith("0")
+    assert disabled.startswith("error: unknown tool 'beta_feature'")
+    offered = {tool["name"] for tool in server.requests[0].body["tools"]}
+    assert "beta_feature" not in offered and {"refund", "token_check"} <= offered
+    assert registry.specs_for(["beta_feature"], RunContext(flags={"beta": True}))
