@@ -11,9 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
 from harness.config import FarlineConfig
@@ -25,6 +27,10 @@ from harness.specs import ModelSettings, RunRequest, RunResult, RunStatus, Sandb
 from harness.temporal_client import connect
 
 DEMO_TASK = "Tell me what machine you run on, then compute the sum of the numbers 1 to 100 with Python."
+TRACKER_DEMO_TASK = (
+    "Find someone to book the AV crew for the main stage (task 3), assign them, and close the task."
+)
+TRACKER_DEMO_SCRIPT_PATH = Path(__file__).with_name("tracker_demo_script.json")
 
 
 def _config() -> FarlineConfig:
@@ -276,18 +282,53 @@ async def _say(config: FarlineConfig, workflow_id: str, text: str) -> None:
 
 
 @main.command()
-def demo() -> None:
+@click.option(
+    "--tracker",
+    is_flag=True,
+    help="Run the task tracker demo instead: the agent staffs a task, then asking to mark it DONE "
+    "waits for your approval.",
+)
+def demo(tracker: bool) -> None:
     """Run the demo agent end to end on the embedded defaults, then stop what was started."""
-    asyncio.run(_demo(_config()))
+    asyncio.run(_demo(_config(), tracker))
 
 
-async def _demo(config: FarlineConfig) -> None:
+async def _answer_approvals(handle: WorkflowHandle[Any, RunResult]) -> None:
+    """While the run goes on, show each approval it waits for; at a terminal, ask for the answer."""
+    shown: set[str] = set()
+    while True:
+        try:
+            pending = await handle.query("pending_approvals", result_type=list[PendingApproval])
+        except (RPCError, WorkflowQueryFailedError):
+            pending = []
+        for approval in pending:
+            if approval.call_id in shown:
+                continue
+            shown.add(approval.call_id)
+            click.echo(
+                f"  WAITING FOR APPROVAL: {approval.tool}({approval.arguments}), call {approval.call_id}"
+            )
+            click.echo(f"    farline approve {handle.id} {approval.call_id}")
+            click.echo(f"    farline decline {handle.id} {approval.call_id} --reason '...'")
+            if sys.stdin.isatty():
+                answer = await asyncio.to_thread(click.confirm, "  Approve it now?", default=True)
+                decision = ApprovalDecision(
+                    call_id=approval.call_id, approved=answer, reason="answered in the demo"
+                )
+                await handle.execute_update("decide", decision, result_type=str)
+        await asyncio.sleep(0.5)
+
+
+async def _demo(config: FarlineConfig, tracker: bool = False) -> None:
     started: list[subprocess.Popen[bytes]] = []
     scripted: ScriptedModelServer | None = None
     worker_env: dict[str, str] = {"FARLINE_TASK_QUEUE": f"farline-demo-{os.getpid()}"}
     config = config.model_copy(update={"task_queue": worker_env["FARLINE_TASK_QUEUE"]})
     try:
-        scripted = _scripted_model_for_worker(config, None, worker_env)
+        script = TRACKER_DEMO_SCRIPT_PATH if tracker else None
+        if script is not None and (config.openai_api_key is not None or config.openai_base_url is not None):
+            script = None  # a configured model runs the tracker demo for real
+        scripted = _scripted_model_for_worker(config, script, worker_env)
         host, _, port = config.temporal_address.rpartition(":")
         if port_open(host, int(port)):
             click.echo(f"Temporal: using the server already running at {config.temporal_address}")
@@ -298,8 +339,13 @@ async def _demo(config: FarlineConfig) -> None:
         worker_log = config.data_dir / "logs" / "demo-worker.log"
         started.append(_start_worker(config, worker_env, worker_log))
         click.echo(f"Worker: started, logging to {worker_log}")
-        request = RunRequest(agent="demo", task=DEMO_TASK)
-        result = await _run(config, request, None, wait=True, follow=True)
+        if tracker:
+            request = RunRequest(agent="tracker", task=TRACKER_DEMO_TASK)
+            result = await _run_answering_approvals(config, request)
+        else:
+            result = await _run(
+                config, RunRequest(agent="demo", task=DEMO_TASK), None, wait=True, follow=True
+            )
         if result is None or result.final_message is None:
             raise click.ClickException("the demo run ended without an answer")
         click.echo("The run's history stays in the dev server's database: `farline dev` serves it again.")
@@ -310,6 +356,20 @@ async def _demo(config: FarlineConfig) -> None:
             stop_process(process)
         if scripted is not None:
             scripted.stop()
+
+
+async def _run_answering_approvals(config: FarlineConfig, request: RunRequest) -> RunResult:
+    client = await connect(config)
+    handle = await start_run(client, config, request)
+    click.echo(f"workflow id: {handle.id}")
+    click.echo(f"web UI: {web_ui_link(config, handle.id)}")
+    approvals = asyncio.ensure_future(_answer_approvals(handle))
+    try:
+        result = await follow_run(handle, _print_status)
+    finally:
+        approvals.cancel()
+    _print_result(result)
+    return result
 
 
 def entry_point() -> None:

@@ -130,3 +130,53 @@ async def test_worker_stops_gracefully_on_sigterm(scripted_model, make_config, t
         "worker stopping",
         "worker stopped",
     ]
+
+
+async def test_tracker_demo_waits_for_an_approval_from_outside(client: Client, tmp_path) -> None:
+    """`farline demo --tracker` (scripted model): the run waits until `farline approve` answers."""
+    env = {
+        **os.environ,
+        "FARLINE_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "FARLINE_DATA_DIR": str(tmp_path / "data"),
+    }
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        env.pop(name, None)
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "demo",
+        "--tracker",
+        cwd=REPO,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    seen: list[str] = []
+    try:
+        approve_command = None
+        while approve_command is None:
+            line = (await asyncio.wait_for(demo.stdout.readline(), timeout=60)).decode()
+            assert line, "the demo ended before asking for approval:\n" + "".join(seen)
+            seen.append(line)
+            if line.strip().startswith("farline approve "):
+                approve_command = line.split()
+        code, output = await run_command(
+            sys.executable,
+            "-m",
+            "harness.cli",
+            *approve_command[1:],
+            "--reason",
+            "ok by the test",
+            env={"FARLINE_TEMPORAL_ADDRESS": env["FARLINE_TEMPORAL_ADDRESS"]},
+        )
+        assert code == 0 and "approved" in output, output
+        rest = (await asyncio.wait_for(demo.stdout.read(), timeout=60)).decode()
+        assert await demo.wait() == 0, "".join(seen) + rest
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+    transcript = "".join(seen) + rest
+    assert "SCRIPTED model" in transcript and "WAITING FOR APPROVAL: update_status" in transcript
+    assert "state: completed" in transcript and '"status": "DONE"' in transcript
