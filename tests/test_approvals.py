@@ -26,13 +26,13 @@ def call(name: str, **arguments: object) -> dict:
     return {"tool_calls": [{"name": name, "arguments": arguments}]}
 
 
+def tool_outputs(server) -> list[str]:
+    items = server.requests[-1].body["input"]
+    return [item["output"] for item in items if item.get("type") == "function_call_output"]
+
+
 def last_tool_output(server) -> str:
-    outputs = [
-        item["output"]
-        for item in server.requests[-1].body["input"]
-        if item.get("type") == "function_call_output"
-    ]
-    return outputs[-1]
+    return tool_outputs(server)[-1]
 
 
 async def pending(handle: WorkflowHandle) -> list[PendingApproval]:
@@ -177,11 +177,7 @@ async def test_app_tool_rules_timeouts_errors_and_secrets(
         handle = await start_run(client, config, RunRequest(agent_spec=agent, task="ops work", max_turns=10))
         result = await handle.result()
     assert result.state is RunState.COMPLETED
-    outputs = [
-        item["output"]
-        for item in server.requests[-1].body["input"]
-        if item.get("type") == "function_call_output"
-    ]
+    outputs = tool_outputs(server)
     timed_out, guarded, failed, secret, sandbox_env, disabled = outputs
     assert timed_out.startswith("declined by a person") and "nobody answered within 1 seconds" in timed_out
     assert guarded == "error: refund was refused: refunds over 100 need a manager"
@@ -192,3 +188,64 @@ async def test_app_tool_rules_timeouts_errors_and_secrets(
     offered = {tool["name"] for tool in server.requests[0].body["tools"]}
     assert "beta_feature" not in offered and {"refund", "token_check"} <= offered
     assert registry.specs_for(["beta_feature"], RunContext(flags={"beta": True}))
+
+
+async def test_a_turn_asks_for_all_its_approvals_at_once_and_the_plain_temporal_cli_answers(
+    client: Client, scripted_model, make_config, running_worker
+):
+    from harness.devserver import temporal_binary
+    from tests.test_cli import run_command
+
+    server = scripted_model(
+        script(
+            {
+                "tool_calls": [
+                    {"name": "update_status", "arguments": {"task_id": 4, "status": "DONE"}},
+                    {"name": "update_status", "arguments": {"task_id": 5, "status": "DONE"}},
+                ]
+            },
+            {"message": "ok"},
+        )
+    )
+    config = make_config(server)
+    address = ["--address", config.temporal_address]
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="tracker", task="close 4 and 5"))
+
+        async def both() -> bool:
+            return len(await pending(handle)) == 2
+
+        await wait_for(both)
+        first, second = sorted(p.call_id for p in await pending(handle))
+        code, out = await run_command(
+            temporal_binary(),
+            "workflow",
+            "signal",
+            *address,
+            "--workflow-id",
+            handle.id,
+            "--name",
+            "approve",
+            "--input",
+            f'{{"call_id": "{first}"}}',
+        )
+        assert code == 0, out
+        code, out = await run_command(
+            temporal_binary(),
+            "workflow",
+            "update",
+            "execute",
+            *address,
+            "--workflow-id",
+            handle.id,
+            "--name",
+            "decide",
+            "--input",
+            f'{{"call_id": "{second}", "approved": false, "reason": "later"}}',
+        )
+        assert code == 0, out
+        result = await handle.result()
+    assert result.state is RunState.COMPLETED
+    done, declined = tool_outputs(server)
+    assert '"DONE"' in done and declined.startswith("declined by a person") and "later" in declined
+    assert task_status(config, 4) == "DONE" and task_status(config, 5) != "DONE"
