@@ -19,10 +19,12 @@ from activities.image import ImageActivities
 from activities.model import ModelActivities
 from activities.patch import PatchActivities
 from activities.sandbox import SandboxActivities
+from activities.visibility import search_attributes_ready_activity
 from harness.agents import AgentRegistry, default_registry
 from harness.config import FarlineConfig
 from harness.function_tools import FunctionToolRegistry, install_registry
 from harness.logging import configure_logging
+from harness.search_attributes import ensure_search_attributes
 from harness.task_tracker import TaskTracker, tracker_tools
 from harness.temporal_client import connect
 from sandbox_providers.base import SandboxProvider
@@ -71,6 +73,7 @@ def build_worker(
             patches.apply_patch,
             images.view_image,
             app.run_function_tool,
+            search_attributes_ready_activity,
         ],
         # a graceful stop lets running commands finish their current poll; their
         # processes live on in the sandbox and the next worker attaches to them
@@ -80,6 +83,7 @@ def build_worker(
 
 async def run_worker(config: FarlineConfig, registry: AgentRegistry | None = None) -> None:
     client = await connect(config)
+    await ensure_search_attributes(client, config.temporal_namespace, config.task_queue)
     worker = build_worker(client, config, registry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,6 +9,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from harness.search_attributes import dev_server_args
+
 
 class DevServerError(RuntimeError):
     pass
@@ -67,6 +69,7 @@ def start_dev_server(
             str(db_file),
             "--log-level",
             "warn",
+            *dev_server_args(),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

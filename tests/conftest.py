@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from harness.config import FarlineConfig
 from harness.devserver import temporal_binary
 from harness.scripted_model import Script, ScriptedModelServer
+from harness.search_attributes import dev_server_args, ensure_search_attributes
 from worker import build_worker
 
 
@@ -24,6 +25,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_binary(),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        dev_server_extra_args=dev_server_args(),
     )
     try:
         yield env
@@ -76,6 +78,7 @@ def running_worker(client: Client) -> Callable[..., AbstractAsyncContextManager[
 
     @asynccontextmanager
     async def run(config: FarlineConfig, **options: object) -> AsyncIterator[None]:
+        await ensure_search_attributes(client, config.temporal_namespace, config.task_queue)
         async with build_worker(client, config, **options):
             yield
 

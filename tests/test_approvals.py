@@ -71,6 +71,14 @@ async def test_marking_a_task_done_waits_for_approval(
         result = await handle.result()
     assert result.state is RunState.COMPLETED and "DONE" in result.final_message
     assert task_status(config, 1) == "DONE"
+    # people find runs in the web UI by agent and state (search attributes)
+    query = f'FarlineAgent = "tracker" AND FarlineState = "completed" AND WorkflowId = "{handle.id}"'
+    for _ in range(50):
+        found = [execution.id async for execution in client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert found == [handle.id]
 
 
 async def test_a_declined_call_tells_the_model_why(

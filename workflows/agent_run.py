@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         ModelTurn,
     )
     from harness.function_tools import FunctionToolRegistry, RunContext, registry_for
+    from harness.search_attributes import FARLINE_AGENT, FARLINE_STATE
     from harness.specs import AgentSpec, RunRequest, RunResult, RunState, RunStatus
     from harness.tools import BUILTIN_TOOLS, ToolDefinition, offered_specs
     from sandbox_providers.base import SandboxRef
@@ -58,6 +59,8 @@ class AgentRun:
     def __init__(self) -> None:
         self._status = RunStatus(agent="", state=RunState.STARTING, turn=0)
         self._approvals = ApprovalBook()
+        self._search_attributes = False
+        self._published: tuple[str, str] | None = None
         # people's messages, entering the context before the next model call
         self._inbox: list[str] = []
 
@@ -96,13 +99,32 @@ class AgentRun:
         if state is not None:
             self._status.state = state
         self._status.waiting_on = waiting_on
+        self._publish_search_attributes()
         details = f"**{self._status.agent}** · turn {self._status.turn} · {self._status.state.value}"
         if waiting_on:
             details += f" · waiting on {waiting_on}"
         workflow.set_current_details(details)
 
+    def _publish_search_attributes(self) -> None:
+        """Agent and state as search attributes, for filtering runs in the web UI."""
+        published = (self._status.agent, self._status.state.value)
+        if not self._status.agent or published == self._published or not self._search_attributes:
+            return
+        self._published = published
+        workflow.upsert_search_attributes(
+            [FARLINE_AGENT.value_set(self._status.agent), FARLINE_STATE.value_set(self._status.state.value)]
+        )
+
     @workflow.run
     async def run(self, request: RunRequest) -> RunResult:
+        # runs recorded before search attributes existed replay without them
+        if workflow.patched("search-attributes"):
+            self._search_attributes = await workflow.execute_local_activity(
+                "search_attributes_ready",
+                workflow.info().task_queue,
+                result_type=bool,
+                start_to_close_timeout=timedelta(seconds=10),
+            )
         agent = await self._resolve_agent(request)
         self._status.agent = agent.name
         registry = registry_for(workflow.info().task_queue)
