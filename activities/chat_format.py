@@ -72,21 +72,26 @@ def _chat_role(item: MessageItem) -> str:
     return "system" if item.role == "developer" else item.role
 
 
-def to_chat_tools(tools: list[ToolSpec]) -> list[dict[str, Any]]:
-    """Function tools; a freeform tool becomes a function taking its text as the `input` argument."""
-    return [
-        {
-            "type": "function",
-            "function": {
-                "name": tool.name,
-                "description": tool.description
-                if tool.grammar is None
-                else f"{tool.description} Send the text as the string argument `input`.",
-                "parameters": tool.parameters,
-            },
+def to_chat_tools(tools: list[ToolSpec], strict: bool = False) -> list[dict[str, Any]]:
+    """Function tools; a freeform tool becomes a function taking its text as the `input` argument.
+
+    With `strict`, tools that have a strict-mode schema are sent with it and `strict: true`.
+    """
+    return [{"type": "function", "function": _chat_function(tool, strict)} for tool in tools]
+
+
+def _chat_function(tool: ToolSpec, strict: bool) -> dict[str, Any]:
+    description = tool.description
+    if tool.grammar is not None:
+        description = f"{description} Send the text as the string argument `input`."
+    if strict and tool.strict_parameters is not None:
+        return {
+            "name": tool.name,
+            "description": description,
+            "parameters": tool.strict_parameters,
+            "strict": True,
         }
-        for tool in tools
-    ]
+    return {"name": tool.name, "description": description, "parameters": tool.parameters}
 
 
 def from_chat_message(message: dict[str, Any], fallback_call_id_prefix: str) -> list[ConversationItem]:

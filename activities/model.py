@@ -134,12 +134,13 @@ async def _call_model(config: FarlineConfig, request: ModelRequest) -> ModelTurn
 async def _call_responses(client: openai.AsyncOpenAI, model: str, request: ModelRequest) -> ModelTurn:
     # The conversation goes in extra_body: the client's typed-dict transform of `input`
     # costs ~2 ms per item per call (100 ms a call at 60 turns); the wire body is the same.
+    strict = bool(request.settings.strict_function_tools)
     response = await client.responses.create(
         model=model,
         instructions=request.instructions,
         extra_body={
             "input": [_responses_input(item) for item in request.items],
-            "tools": [_responses_tool(tool) for tool in request.tools],
+            "tools": [_responses_tool(tool, strict) for tool in request.tools],
         },
         **request.settings.sampling_params(max_tokens_name="max_output_tokens"),
     )
@@ -203,7 +204,7 @@ def _responses_input(item: ConversationItem) -> dict[str, Any]:
     return {"role": item.role, "content": item.content}
 
 
-def _responses_tool(tool: ToolSpec) -> dict[str, Any]:
+def _responses_tool(tool: ToolSpec, strict: bool) -> dict[str, Any]:
     if tool.grammar is not None:
         return {
             "type": "custom",
@@ -211,7 +212,15 @@ def _responses_tool(tool: ToolSpec) -> dict[str, Any]:
             "description": tool.description,
             "format": {"type": "grammar", "syntax": "lark", "definition": tool.grammar},
         }
-    # strict mode would reject the optional parameters our tools' schemas have
+    if strict and tool.strict_parameters is not None:
+        return {
+            "type": "function",
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.strict_parameters,
+            "strict": True,
+        }
+    # non-strict: strict mode would refuse the optional parameters plain schemas have
     return {
         "type": "function",
         "name": tool.name,
@@ -225,7 +234,7 @@ def _responses_tool(tool: ToolSpec) -> dict[str, Any]:
 
 
 async def _call_chat(client: openai.AsyncOpenAI, model: str, request: ModelRequest) -> ModelTurn:
-    tools = to_chat_tools(request.tools)
+    tools = to_chat_tools(request.tools, bool(request.settings.strict_function_tools))
     # as for the Responses API, the conversation bypasses the client's slow typed-dict
     # transform: extra_body's `messages` replaces the empty placeholder on the wire
     completion = await client.chat.completions.create(

@@ -68,6 +68,8 @@ class ToolSpec(BaseModel):
     description: str
     parameters: dict[str, Any]
     grammar: str | None = None
+    # the parameters as an OpenAI strict-mode schema, when they can be one
+    strict_parameters: dict[str, Any] | None = None
 
 
 class ModelRequest(BaseModel):

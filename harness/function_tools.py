@@ -199,7 +199,12 @@ def function_tool(
             description=tool_description,
             function=func,
             arguments_model=model,
-            spec=ToolSpec(name=tool_name, description=tool_description, parameters=_schema_of(model)),
+            spec=ToolSpec(
+                name=tool_name,
+                description=tool_description,
+                parameters=(parameters := _schema_of(model)),
+                strict_parameters=strict_parameters(parameters),
+            ),
             timeout_s=timeout_s,
             max_attempts=max_attempts,
             is_enabled=is_enabled,
@@ -441,7 +446,11 @@ def strict_schema(tool: FunctionTool) -> dict[str, Any] | None:
     refuses are dropped (pydantic still enforces them). Dicts with free keys, `Any`,
     tuples, and nested models with defaulted fields make it impossible: None.
     """
-    schema = tool.spec.parameters
+    return strict_parameters(tool.spec.parameters)
+
+
+def strict_parameters(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """A parameters schema as an OpenAI strict-mode schema (see `strict_schema`), or None."""
     try:
         return _StrictSchema(schema.get("$defs", {})).convert(schema, top_level=True)
     except _NotStrict:

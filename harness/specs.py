@@ -26,6 +26,11 @@ class ModelSettings(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_output_tokens: int | None = Field(default=None, gt=0)
+    strict_function_tools: bool | None = Field(
+        default=None,
+        description="Send the application's function tools with strict JSON schemas (OpenAI structured "
+        "outputs); default false, for servers that do not support strict mode.",
+    )
     freeform_apply_patch: bool | None = Field(
         default=None,
         description="Offer apply_patch as a freeform grammar tool (Responses API custom tools, GPT-5 "

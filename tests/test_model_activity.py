@@ -144,7 +144,11 @@ async def test_request_carries_instructions_tools_and_settings(serve: Serve) -> 
     assert body["instructions"] == "You are a test agent."
     assert body["input"] == [{"role": "user", "content": "What is the answer?"}]
     assert body["tools"] == [
-        {"type": "function", "strict": False, **EXEC_TOOL.model_dump(exclude={"grammar"})}
+        {
+            "type": "function",
+            "strict": False,
+            **EXEC_TOOL.model_dump(exclude={"grammar", "strict_parameters"}),
+        }
     ]
     assert (body["temperature"], body["max_output_tokens"]) == (0.5, 100)
     assert "top_p" not in body
@@ -284,3 +288,15 @@ def test_chat_format_round_trip() -> None:
     assert from_chat_message(anonymous, "call_resp_9") == [
         FunctionCallItem(call_id="call_resp_9_0", name="f", arguments="{}")
     ]
+
+
+@pytest.mark.parametrize("api", ["responses", "chat"])
+async def test_strict_function_tools_are_sent_with_their_strict_schema(serve: Serve, api: str) -> None:
+    server = serve(TWO_TURNS)
+    strict = {"type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}
+    tool = EXEC_TOOL.model_copy(update={"strict_parameters": {**strict, "additionalProperties": False}})
+    settings = ModelSettings(api=api, strict_function_tools=True)  # type: ignore[arg-type]
+    await run(request().model_copy(update={"settings": settings, "tools": [tool]}))
+    sent = server.requests[-1].body["tools"][0]
+    sent = sent if api == "responses" else sent["function"]
+    assert sent["strict"] is True and sent["parameters"]["additionalProperties"] is False
