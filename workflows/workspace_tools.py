@@ -75,6 +75,21 @@ def process_id_for(turn: int, call_id: str) -> str:
     return f"t{turn}-{readable}"
 
 
+async def _process_call(
+    activity: str, request: ExecRequest | WriteStdinRequest, yield_ms: int, summary: str
+) -> ExecOutput:
+    """An exec_command or write_stdin activity: it heartbeats while it waits up to the yield time."""
+    return await workflow.execute_activity(
+        activity,
+        request,
+        result_type=ExecOutput,
+        start_to_close_timeout=timedelta(milliseconds=yield_ms) + SANDBOX_CALL_TIMEOUT,
+        heartbeat_timeout=EXEC_HEARTBEAT_TIMEOUT,
+        retry_policy=SANDBOX_RETRY_POLICY,
+        summary=summary,
+    )
+
+
 @dataclass
 class ExecSession:
     process_id: str
@@ -133,23 +148,16 @@ class WorkspaceTools:
 
     async def _exec(self, process_id: str, args: ExecCommandArgs) -> str:
         yield_ms = clamp_yield_ms(args.yield_time_ms, EXEC_YIELD_DEFAULT_MS)
-        result = await workflow.execute_activity(
-            "exec_command",
-            ExecRequest(
-                sandbox=self.sandbox,
-                process_id=process_id,
-                cmd=args.cmd,
-                workdir=args.workdir,
-                tty=args.tty,
-                yield_time_ms=yield_ms,
-                max_output_bytes=output_budget_bytes(args.max_output_tokens),
-            ),
-            result_type=ExecOutput,
-            start_to_close_timeout=timedelta(milliseconds=yield_ms) + SANDBOX_CALL_TIMEOUT,
-            heartbeat_timeout=EXEC_HEARTBEAT_TIMEOUT,
-            retry_policy=SANDBOX_RETRY_POLICY,
-            summary=f"exec: {short(args.cmd)}",
+        request = ExecRequest(
+            sandbox=self.sandbox,
+            process_id=process_id,
+            cmd=args.cmd,
+            workdir=args.workdir,
+            tty=args.tty,
+            yield_time_ms=yield_ms,
+            max_output_bytes=output_budget_bytes(args.max_output_tokens),
         )
+        result = await _process_call("exec_command", request, yield_ms, f"exec: {short(args.cmd)}")
         session_id = None
         if result.running:
             session_id = self._next_session_id
@@ -171,22 +179,16 @@ class WorkspaceTools:
         if not args.chars:
             yield_ms = max(yield_ms, EMPTY_POLL_MIN_MS)
         what = f"write {short(repr(args.chars), 60)}" if args.chars else "poll"
-        result = await workflow.execute_activity(
-            "write_stdin",
-            WriteStdinRequest(
-                sandbox=self.sandbox,
-                process_id=session.process_id,
-                chars=args.chars,
-                offset=session.offset,
-                yield_time_ms=yield_ms,
-                max_output_bytes=output_budget_bytes(args.max_output_tokens),
-            ),
-            result_type=ExecOutput,
-            start_to_close_timeout=timedelta(milliseconds=yield_ms) + SANDBOX_CALL_TIMEOUT,
-            heartbeat_timeout=EXEC_HEARTBEAT_TIMEOUT,
-            retry_policy=SANDBOX_RETRY_POLICY,
-            summary=f"stdin: session {args.session_id} ({short(session.cmd, 60)}), {what}",
+        request = WriteStdinRequest(
+            sandbox=self.sandbox,
+            process_id=session.process_id,
+            chars=args.chars,
+            offset=session.offset,
+            yield_time_ms=yield_ms,
+            max_output_bytes=output_budget_bytes(args.max_output_tokens),
         )
+        summary = f"stdin: session {args.session_id} ({short(session.cmd, 60)}), {what}"
+        result = await _process_call("write_stdin", request, yield_ms, summary)
         session.offset = max(session.offset, result.next_offset)
         if not result.running:
             del self.sessions[args.session_id]
