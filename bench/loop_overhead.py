@@ -25,6 +25,7 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.exec_session import ExecActivities
 from activities.model import ModelActivities
 from activities.sandbox import SandboxActivities
 from activities.sandbox_io import CreateSandboxRequest, ExecRequest
@@ -36,10 +37,17 @@ from harness.logging import configure_logging
 from harness.runs import start_run
 from harness.scripted_model import Script, ScriptedModelServer
 from harness.specs import RunRequest, RunState
-from harness.tools import BUILTIN_TOOLS, ExecCommandArgs, parse_tool_call
+from harness.tools import (
+    BUILTIN_TOOLS,
+    EXEC_YIELD_DEFAULT_MS,
+    ExecCommandArgs,
+    clamp_yield_ms,
+    output_budget_bytes,
+    parse_tool_call,
+)
 from sandbox_providers.local import LocalProvider
 from worker import build_worker
-from workflows.agent_run import process_id_for
+from workflows.workspace_tools import process_id_for
 
 
 def loop_script(turns: int) -> Script:
@@ -78,7 +86,9 @@ async def through_temporal(config: FarlineConfig, turns: int) -> float:
 async def in_process(config: FarlineConfig, turns: int) -> float:
     """The workflow's loop, written plainly: same model and exec activity code, no Temporal."""
     model = ModelActivities(config)
-    sandbox = SandboxActivities({"local": LocalProvider.from_config(config)})
+    providers = {"local": LocalProvider.from_config(config)}
+    sandbox = SandboxActivities(providers)
+    execs = ExecActivities(providers)
     activity_env = ActivityEnvironment()
     tools = {name: BUILTIN_TOOLS[name] for name in DEMO_AGENT.tools}
     started = time.perf_counter()
@@ -104,15 +114,16 @@ async def in_process(config: FarlineConfig, turns: int) -> float:
             args = parse_tool_call(call, tools)
             assert isinstance(args, ExecCommandArgs)
             result = await activity_env.run(
-                sandbox.exec_command,
+                execs.exec_command,
                 ExecRequest(
                     sandbox=ref,
                     process_id=process_id_for(turn, call.call_id),
                     cmd=args.cmd,
-                    timeout_s=args.timeout_s,
+                    yield_time_ms=clamp_yield_ms(args.yield_time_ms, EXEC_YIELD_DEFAULT_MS),
+                    max_output_bytes=output_budget_bytes(args.max_output_tokens),
                 ),
             )
-            items.append(FunctionCallOutputItem(call_id=call.call_id, output=result.for_model()))
+            items.append(FunctionCallOutputItem(call_id=call.call_id, output=result.for_model(None)))
     await activity_env.run(sandbox.destroy_sandbox, ref)
     return time.perf_counter() - started
 
