@@ -18,6 +18,9 @@ from harness.scripted_model import Script, ScriptedModelServer
 from harness.search_attributes import dev_server_args, ensure_search_attributes
 from worker import build_worker
 
+# the fixtures of the tests that drive a local sandbox provider directly: root, provider, sandbox
+pytest_plugins = ["tests.sandbox_support"]
+
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:

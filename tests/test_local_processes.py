@@ -16,7 +16,6 @@ from sandbox_providers.base import (
     ProcessNotFound,
     ProcessSpec,
     ProcessState,
-    SandboxConfig,
     SandboxError,
     SandboxLimitError,
     SandboxRef,
@@ -31,34 +30,10 @@ from sandbox_providers.local_supervisor import (
     read_output_log,
     read_output_size,
 )
+from tests.sandbox_support import wait_until_done
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "sandboxes"
-
-
-@pytest.fixture
-def provider(root: Path) -> LocalProvider:
-    return LocalProvider(root)
-
-
-@pytest.fixture
-async def sandbox(provider: LocalProvider) -> SandboxRef:
-    return await provider.create("sb", SandboxConfig())
-
-
-async def wait_until_done(
-    provider: LocalProvider, ref: SandboxRef, process_id: str, timeout: float = 10
-) -> ProcessState:
-    deadline = time.monotonic() + timeout
-    while (state := await provider.process_state(ref, process_id)).running:
-        assert time.monotonic() < deadline, f"{process_id} still running after {timeout}s"
-        await asyncio.sleep(0.01)
-    return state
 
 
 async def output_of(provider: LocalProvider, ref: SandboxRef, process_id: str) -> bytes:
