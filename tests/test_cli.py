@@ -13,11 +13,13 @@ from pathlib import Path
 from temporalio.client import Client
 
 from harness.devserver import temporal_binary
+from harness.runs import start_run
 from harness.scripted_model import Script
-from harness.specs import RunResult, RunState
+from harness.specs import RunRequest, RunResult, RunState
 from tests.test_worker_crash import start_worker_process
 
 REPO = Path(__file__).resolve().parent.parent
+CLOSE_TASK_1 = {"task_id": 1, "status": "DONE"}
 
 ECHO_THEN_ANSWER = Script.model_validate(
     {
@@ -180,3 +182,47 @@ async def test_tracker_demo_waits_for_an_approval_from_outside(client: Client, t
     transcript = "".join(seen) + rest
     assert "SCRIPTED model" in transcript and "WAITING FOR APPROVAL: update_status" in transcript
     assert "state: completed" in transcript and '"status": "DONE"' in transcript
+
+
+async def test_farline_approvals_say_and_decline(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    from tests.test_approvals import wait_for_pending
+
+    server = scripted_model(
+        Script.model_validate(
+            {
+                "turns": [
+                    {
+                        "tool_calls": [
+                            {"name": "update_status", "arguments": {"task_id": 1, "status": "DONE"}}
+                        ]
+                    },
+                    {"message": "ok"},
+                ]
+            }
+        )
+    )
+    config = make_config(server)
+    env = {"FARLINE_TEMPORAL_ADDRESS": config.temporal_address}
+    cli = [sys.executable, "-m", "harness.cli"]
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="tracker", task="close task 1"))
+        waiting = await wait_for_pending(handle)
+        code, listed = await run_command(*cli, "approvals", handle.id, env=env)
+        assert code == 0 and waiting.call_id in listed and "update_status" in listed
+        assert f"farline approve {handle.id} {waiting.call_id}" in listed
+        code, said = await run_command(*cli, "say", handle.id, "Hold on, the venue changed.", env=env)
+        assert code == 0 and "sent" in said
+        code, refused = await run_command(*cli, "decline", handle.id, "call_unknown", env=env)
+        assert code != 0 and "no call 'call_unknown' is waiting for approval" in refused
+        code, declined = await run_command(
+            *cli, "decline", handle.id, waiting.call_id, "--reason", "venue", env=env
+        )
+        assert code == 0 and "declined" in declined
+        result = await handle.result()
+    assert result.state is RunState.COMPLETED
+    second = server.requests[1].body["input"]
+    assert second[-1] == {"role": "user", "content": "Hold on, the venue changed."}
+    outputs = [item["output"] for item in second if item.get("type") == "function_call_output"]
+    assert outputs == ["declined by a person, the call was not run: venue"]
