@@ -40,26 +40,47 @@ def default_function_tools(config: FarlineConfig) -> FunctionToolRegistry:
     return FunctionToolRegistry(tracker_tools(TaskTracker(config.data_dir / "task_tracker.sqlite")))
 
 
+class FarlineWorker:
+    """Two Temporal workers in one process: the run's queue (workflows, model, application
+    tools, sandbox creation) and this machine's own queue for its local sandboxes."""
+
+    def __init__(self, shared: Worker, local: Worker) -> None:
+        self.shared = shared
+        self.local = local
+
+    async def __aenter__(self) -> FarlineWorker:
+        await self.local.__aenter__()
+        await self.shared.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.shared.__aexit__(*exc_info)  # type: ignore[arg-type]
+        await self.local.__aexit__(*exc_info)  # type: ignore[arg-type]
+
+
 def build_worker(
     client: Client,
     config: FarlineConfig,
     registry: AgentRegistry | None = None,
     function_tools: FunctionToolRegistry | None = None,
-) -> Worker:
+) -> FarlineWorker:
     """A worker serving AgentRun on `config.task_queue`, with the given agents and application
     tools (default: the demo agents and the task tracker's tools)."""
     function_tools = function_tools if function_tools is not None else default_function_tools(config)
     # the workflow evaluates the tools' pure rules (validation, approval) from this registry
     install_registry(config.task_queue, function_tools)
     providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}
-    sandbox = SandboxActivities(providers)
+    sandbox = SandboxActivities(providers, local_task_queue=config.local_sandbox_task_queue)
     execs = ExecActivities(providers)
     images = ImageActivities(providers)
     patches = PatchActivities(providers)
     agents = AgentActivities(registry or default_registry())
     model = ModelActivities(config)
     app = FunctionToolActivities(function_tools)
-    return Worker(
+    # a graceful stop lets running commands finish their current poll; their processes
+    # live on in the sandbox and the next worker on this machine attaches to them
+    graceful = timedelta(seconds=5)
+    shared = Worker(
         client,
         task_queue=config.task_queue,
         workflows=[AgentRun],
@@ -67,18 +88,24 @@ def build_worker(
             agents.resolve_agent,
             model.call_model,
             sandbox.create_sandbox,
+            app.run_function_tool,
+            search_attributes_ready_activity,
+        ],
+        graceful_shutdown_timeout=graceful,
+    )
+    local = Worker(
+        client,
+        task_queue=config.local_sandbox_task_queue,
+        activities=[
             sandbox.destroy_sandbox,
             execs.exec_command,
             execs.write_stdin,
             patches.apply_patch,
             images.view_image,
-            app.run_function_tool,
-            search_attributes_ready_activity,
         ],
-        # a graceful stop lets running commands finish their current poll; their
-        # processes live on in the sandbox and the next worker attaches to them
-        graceful_shutdown_timeout=timedelta(seconds=5),
+        graceful_shutdown_timeout=graceful,
     )
+    return FarlineWorker(shared, local)
 
 
 async def run_worker(config: FarlineConfig, registry: AgentRegistry | None = None) -> None:

@@ -8,12 +8,17 @@ from temporalio.exceptions import ApplicationError
 
 from activities.providers import ProviderActivities
 from activities.sandbox_io import CreateSandboxRequest
-from sandbox_providers.base import SandboxConfig, SandboxRef, SandboxUnavailable
+from sandbox_providers.base import SandboxConfig, SandboxProvider, SandboxRef, SandboxUnavailable
 
 logger = structlog.get_logger(__name__)
 
 
 class SandboxActivities(ProviderActivities):
+    def __init__(self, providers: dict[str, SandboxProvider], local_task_queue: str | None = None) -> None:
+        super().__init__(providers)
+        # where the activities on this worker's local sandboxes go (this machine's own queue)
+        self._local_task_queue = local_task_queue
+
     @activity.defn(name="create_sandbox")
     async def create_sandbox(self, request: CreateSandboxRequest) -> SandboxRef:
         provider = self._provider(request.provider)
@@ -23,7 +28,14 @@ class SandboxActivities(ProviderActivities):
             )
         except SandboxUnavailable as error:
             raise ApplicationError(str(error), type="SandboxUnavailable", non_retryable=True) from None
-        logger.info("sandbox created", workflow_id=activity.info().workflow_id, sandbox_id=ref.sandbox_id)
+        if request.provider == "local" and self._local_task_queue is not None:
+            ref = ref.model_copy(update={"task_queue": self._local_task_queue})
+        logger.info(
+            "sandbox created",
+            workflow_id=activity.info().workflow_id,
+            sandbox_id=ref.sandbox_id,
+            queue=ref.task_queue,
+        )
         return ref
 
     @activity.defn(name="destroy_sandbox")

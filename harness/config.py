@@ -6,7 +6,9 @@ workflow's input, its history or a sandbox.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 from pathlib import Path
 from typing import ClassVar
 
@@ -60,6 +62,16 @@ class FarlineConfig(BaseModel):
     @property
     def sandboxes_dir(self) -> Path:
         return self.data_dir / "sandboxes"
+
+    @property
+    def local_sandbox_task_queue(self) -> str:
+        """The task queue of this machine's local sandboxes (stable across worker restarts).
+
+        Local sandboxes live on one machine, in one data dir; every activity on them goes to
+        this queue, which only workers on that machine with that data dir poll.
+        """
+        where = f"{socket.gethostname()}:{self.data_dir.resolve()}"
+        return f"{self.task_queue}.local.{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> FarlineConfig:

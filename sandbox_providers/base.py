@@ -53,6 +53,9 @@ class SandboxRef(BaseModel):
     provider: str
     sandbox_id: str
     owner: Literal["harness", "user"] = "harness"
+    # the task queue of the workers that can reach this sandbox (local sandboxes: one machine);
+    # None: any worker of the run's queue
+    task_queue: str | None = None
 
 
 class ProcessSpec(BaseModel):

@@ -71,6 +71,16 @@ async def test_real_commands_reach_the_model_and_the_run_answers(
         if event.HasField("activity_task_scheduled_event_attributes")
     ]
     assert summaries[:2] == ["agent: demo", "sandbox: create (local)"]
+    # the commands went to this machine's own queue, where its local sandboxes live
+    queues = {
+        event.activity_task_scheduled_event_attributes.activity_type.name: (
+            event.activity_task_scheduled_event_attributes.task_queue.name
+        )
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert queues["exec_command"] == queues["destroy_sandbox"] == config.local_sandbox_task_queue
+    assert queues["call_model"] == queues["create_sandbox"] == config.task_queue
     assert "exec: echo hello from $(whoami) > note.txt && cat note.txt" in summaries
     assert "exec: python3 -c 'print(6 * 7)'" in summaries
     assert next(s for s in summaries if s.startswith("model:")) == "model: turn 1, 1 items in"

@@ -159,6 +159,7 @@ class AgentRun:
                 await workflow.execute_activity(
                     "destroy_sandbox",
                     sandbox,
+                    task_queue=sandbox.task_queue,
                     start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
                     retry_policy=SANDBOX_RETRY_POLICY,
                     summary="sandbox: destroy",

@@ -82,6 +82,7 @@ async def _process_call(
     return await workflow.execute_activity(
         activity,
         request,
+        task_queue=request.sandbox.task_queue,
         result_type=ExecOutput,
         start_to_close_timeout=timedelta(milliseconds=yield_ms) + SANDBOX_CALL_TIMEOUT,
         heartbeat_timeout=EXEC_HEARTBEAT_TIMEOUT,
@@ -198,6 +199,7 @@ class WorkspaceTools:
         result = await workflow.execute_activity(
             "apply_patch",
             ApplyPatchRequest(sandbox=self.sandbox, patch=args.input),
+            task_queue=self.sandbox.task_queue,
             result_type=ApplyPatchResult,
             start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
             retry_policy=SANDBOX_RETRY_POLICY,
@@ -209,6 +211,7 @@ class WorkspaceTools:
         result = await workflow.execute_activity(
             "view_image",
             ViewImageRequest(sandbox=self.sandbox, path=args.path),
+            task_queue=self.sandbox.task_queue,
             result_type=ViewImageResult,
             start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
             retry_policy=SANDBOX_RETRY_POLICY,
