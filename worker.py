@@ -41,21 +41,23 @@ def default_function_tools(config: FarlineConfig) -> FunctionToolRegistry:
 
 
 class FarlineWorker:
-    """Two Temporal workers in one process: the run's queue (workflows, model, application
-    tools, sandbox creation) and this machine's own queue for its local sandboxes."""
+    """The Temporal workers of one process: the run's queue (workflows, model, application
+    tools, sandbox creation) and, when local sandboxes are pinned, this machine's own queue."""
 
-    def __init__(self, shared: Worker, local: Worker) -> None:
+    def __init__(self, shared: Worker, local: Worker | None) -> None:
         self.shared = shared
         self.local = local
 
     async def __aenter__(self) -> FarlineWorker:
-        await self.local.__aenter__()
+        if self.local is not None:
+            await self.local.__aenter__()
         await self.shared.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.shared.__aexit__(*exc_info)  # type: ignore[arg-type]
-        await self.local.__aexit__(*exc_info)  # type: ignore[arg-type]
+        if self.local is not None:
+            await self.local.__aexit__(*exc_info)  # type: ignore[arg-type]
 
 
 def build_worker(
@@ -70,7 +72,8 @@ def build_worker(
     # the workflow evaluates the tools' pure rules (validation, approval) from this registry
     install_registry(config.task_queue, function_tools)
     providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}
-    sandbox = SandboxActivities(providers, local_task_queue=config.local_sandbox_task_queue)
+    local_queue = config.local_sandbox_task_queue if config.pin_local_sandboxes else None
+    sandbox = SandboxActivities(providers, local_task_queue=local_queue)
     execs = ExecActivities(providers)
     images = ImageActivities(providers)
     patches = PatchActivities(providers)
@@ -80,6 +83,13 @@ def build_worker(
     # a graceful stop lets running commands finish their current poll; their processes
     # live on in the sandbox and the next worker on this machine attaches to them
     graceful = timedelta(seconds=5)
+    on_sandboxes = [
+        sandbox.destroy_sandbox,
+        execs.exec_command,
+        execs.write_stdin,
+        patches.apply_patch,
+        images.view_image,
+    ]
     shared = Worker(
         client,
         task_queue=config.task_queue,
@@ -90,21 +100,15 @@ def build_worker(
             sandbox.create_sandbox,
             app.run_function_tool,
             search_attributes_ready_activity,
+            *([] if local_queue else on_sandboxes),
         ],
         graceful_shutdown_timeout=graceful,
     )
-    local = Worker(
-        client,
-        task_queue=config.local_sandbox_task_queue,
-        activities=[
-            sandbox.destroy_sandbox,
-            execs.exec_command,
-            execs.write_stdin,
-            patches.apply_patch,
-            images.view_image,
-        ],
-        graceful_shutdown_timeout=graceful,
-    )
+    local = None
+    if local_queue is not None:
+        local = Worker(
+            client, task_queue=local_queue, activities=on_sandboxes, graceful_shutdown_timeout=graceful
+        )
     return FarlineWorker(shared, local)
 
 

@@ -142,6 +142,7 @@ async def main() -> None:
         )
         baseline_s = await in_process(config, turns)
         temporal_s = await through_temporal(config, turns)
+        unpinned_s = await through_temporal(config.model_copy(update={"pin_local_sandboxes": False}), turns)
     baseline_ms = baseline_s * 1000 / turns
     temporal_ms = temporal_s * 1000 / turns
     lines = [
@@ -152,6 +153,12 @@ async def main() -> None:
             "ms_per_turn": round(baseline_ms, 2),
         },
         {"bench": "loop_overhead", "mode": "temporal", "turns": turns, "ms_per_turn": round(temporal_ms, 2)},
+        {
+            "bench": "loop_overhead",
+            "mode": "temporal_unpinned_sandbox",
+            "turns": turns,
+            "ms_per_turn": round(unpinned_s * 1000 / turns, 2),
+        },
         {
             "bench": "loop_overhead",
             "metric": "temporal_over_in_process",

@@ -37,6 +37,9 @@ class FarlineConfig(BaseModel):
     model_api: ModelApi = Field(default="responses")
     model_timeout_s: float = Field(default=600.0, gt=0)
 
+    # send each local sandbox's activities to its machine's own queue (needed with workers on
+    # several machines); off, they share the run's queue and gain eager activity dispatch
+    pin_local_sandboxes: bool = Field(default=True)
     bwrap_path: str = Field(default="bwrap")
     sandbox_uid: int = Field(default=65534, ge=1)
 
@@ -54,6 +57,7 @@ class FarlineConfig(BaseModel):
         "model": "FARLINE_MODEL",
         "model_api": "FARLINE_MODEL_API",
         "model_timeout_s": "FARLINE_MODEL_TIMEOUT_S",
+        "pin_local_sandboxes": "FARLINE_PIN_LOCAL_SANDBOXES",
         "bwrap_path": "FARLINE_BWRAP",
         "sandbox_uid": "FARLINE_SANDBOX_UID",
         "log_format": "FARLINE_LOG_FORMAT",

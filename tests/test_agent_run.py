@@ -94,6 +94,24 @@ async def test_real_commands_reach_the_model_and_the_run_answers(
         (HISTORIES / "agent_run_e2e.json").write_text(history.to_json())
 
 
+async def test_unpinned_local_sandboxes_share_the_runs_queue(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    server = scripted_model(script(exec_turn("echo shared"), {"message": "{last_tool_output}"}))
+    config = make_config(server, pin_local_sandboxes=False)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="demo", task="x"))
+        result = await handle.result()
+    assert "shared" in result.final_message
+    history = await handle.fetch_history()
+    queues = {
+        event.activity_task_scheduled_event_attributes.task_queue.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert queues == {config.task_queue}
+
+
 async def test_bad_tool_calls_go_back_to_the_model_and_the_run_goes_on(
     client: Client, scripted_model, make_config, running_worker
 ) -> None:
