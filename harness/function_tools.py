@@ -103,12 +103,7 @@ class FunctionTool:
 
     def enabled_for(self, context: RunContext) -> bool:
         """Whether the run offers this tool; an `is_enabled` function that raises disables it."""
-        if isinstance(self.is_enabled, bool):
-            return self.is_enabled
-        try:
-            return bool(self.is_enabled(context))
-        except Exception:
-            return False
+        return _rule_holds(self.is_enabled, context, if_it_raises=False)
 
     def guardrail_rejection(self, args: BaseModel) -> str | None:
         """The first guardrail's rejection of `args`; a guardrail that raises rejects the call."""
@@ -123,12 +118,7 @@ class FunctionTool:
 
     def requires_approval(self, args: BaseModel) -> bool:
         """Whether a person must approve this call first; a rule that raises requires approval."""
-        if isinstance(self.needs_approval, bool):
-            return self.needs_approval
-        try:
-            return bool(self.needs_approval(args))
-        except Exception:
-            return True
+        return _rule_holds(self.needs_approval, args, if_it_raises=True)
 
     async def invoke(self, args: BaseModel, context: ToolContext) -> Any:
         """Run the function (activity side only): a sync one in a thread, an async one awaited."""
@@ -329,6 +319,16 @@ def _accepts_null(schema: dict[str, Any]) -> bool:
 
 class UnknownFunctionTool(LookupError):
     pass
+
+
+def _rule_holds(rule: bool | Callable[[Any], bool], argument: Any, if_it_raises: bool) -> bool:
+    """A tool's policy rule, a constant or a function; one that raises fails closed (`if_it_raises`)."""
+    if isinstance(rule, bool):
+        return rule
+    try:
+        return bool(rule(argument))
+    except Exception:
+        return if_it_raises
 
 
 class FunctionToolRegistry:

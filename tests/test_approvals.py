@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sqlite3
 
 import pytest
@@ -15,7 +14,7 @@ from harness.function_tools import FunctionToolRegistry, RunContext, function_to
 from harness.runs import start_run
 from harness.scripted_model import Script
 from harness.specs import AgentSpec, RunRequest, RunState, RunStatus
-from tests.test_worker_crash import start_worker_process, wait_for
+from tests.worker_processes import run_across_a_worker_kill, wait_for
 
 
 def script(*turns: dict) -> Script:
@@ -114,22 +113,21 @@ async def test_an_approval_waits_through_a_worker_sigkill(
         script(call("update_status", task_id=3, status="DONE"), {"message": "{last_tool_output}"})
     )
     config = make_config(server)
-    first = start_worker_process(config, tmp_path / "worker-1.log")
-    second = None
-    try:
-        handle = await start_run(client, config, RunRequest(agent="tracker", task="finish task 3"))
-        waiting = await wait_for_pending(handle)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        second = start_worker_process(config, tmp_path / "worker-2.log")
+    before_the_kill: list[PendingApproval] = []
+
+    async def waiting_for_approval(handle: WorkflowHandle) -> bool:
+        before_the_kill[:] = await pending(handle)
+        return bool(before_the_kill)
+
+    async def approve_after_restart(handle: WorkflowHandle) -> None:
+        waiting = before_the_kill[0]
         assert (await wait_for_pending(handle)).call_id == waiting.call_id
         await handle.signal("approve", ApprovalDecision(call_id=waiting.call_id, reason="looks good"))
-        result = await asyncio.wait_for(handle.result(), timeout=60)
-    finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(10)
+
+    request = RunRequest(agent="tracker", task="finish task 3")
+    _, result = await run_across_a_worker_kill(
+        client, config, tmp_path, request, waiting_for_approval, approve_after_restart
+    )
     assert result.state is RunState.COMPLETED and task_status(config, 3) == "DONE"
     assert server.count_by_turn() == {0: 1, 1: 1}
 

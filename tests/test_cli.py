@@ -16,7 +16,7 @@ from harness.devserver import temporal_binary
 from harness.runs import start_run
 from harness.scripted_model import Script
 from harness.specs import RunRequest, RunResult, RunState
-from tests.test_worker_crash import start_worker_process
+from tests.worker_processes import start_worker_process
 
 REPO = Path(__file__).resolve().parent.parent
 CLOSE_TASK_1 = {"task_id": 1, "status": "DONE"}

@@ -2,43 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 from temporalio.client import Client
 
-from harness.config import FarlineConfig
-from harness.runs import start_run
 from harness.scripted_model import Script
 from harness.specs import RunRequest, RunState, RunStatus
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def start_worker_process(config: FarlineConfig, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "FARLINE_TEMPORAL_ADDRESS": config.temporal_address,
-        "FARLINE_TASK_QUEUE": config.task_queue,
-        "FARLINE_DATA_DIR": str(config.data_dir),
-        "OPENAI_BASE_URL": config.openai_base_url or "",
-        "FARLINE_MODEL": config.model,
-        "FARLINE_LOG_FORMAT": "json",
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO, env=env, stdout=out, stderr=out)
-
-
-async def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(interval)
+from tests.worker_processes import run_across_a_worker_kill
 
 
 async def test_sigkill_worker_during_a_slow_command(
@@ -64,27 +32,15 @@ async def test_sigkill_worker_during_a_slow_command(
         )
     )
     config = make_config(server)
-    first = start_worker_process(config, tmp_path / "worker-1.log")
-    second = None
-    try:
-        handle = await start_run(client, config, RunRequest(agent="demo", task="slow work"))
 
-        async def command_started() -> bool:
-            status = await handle.query("status", result_type=RunStatus)
-            logs = list(config.sandboxes_dir.glob("*/workspace/runs.log"))
-            return status.state is RunState.RUNNING_TOOLS and bool(logs)
+    async def command_started(handle) -> bool:
+        status = await handle.query("status", result_type=RunStatus)
+        logs = list(config.sandboxes_dir.glob("*/workspace/runs.log"))
+        return status.state is RunState.RUNNING_TOOLS and bool(logs)
 
-        await wait_for(command_started)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-
-        second = start_worker_process(config, tmp_path / "worker-2.log")
-        result = await asyncio.wait_for(handle.result(), timeout=90)
-    finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(10)
+    _, result = await run_across_a_worker_kill(
+        client, config, tmp_path, RunRequest(agent="demo", task="slow work"), command_started
+    )
 
     assert result.state is RunState.COMPLETED
     assert "slow-done" in result.final_message

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-import signal
 
 from PIL import Image
 from temporalio.client import Client
@@ -13,7 +11,7 @@ from temporalio.client import Client
 from harness.runs import start_run
 from harness.scripted_model import Script
 from harness.specs import ModelSettings, RunRequest, RunState, RunStatus
-from tests.test_worker_crash import start_worker_process, wait_for
+from tests.worker_processes import run_across_a_worker_kill
 
 
 def script(*turns: dict) -> Script:
@@ -150,25 +148,14 @@ async def test_worker_killed_between_exec_and_write_stdin(
         )
     )
     config = make_config(server)
-    first = start_worker_process(config, tmp_path / "worker-1.log")
-    second = None
-    try:
-        handle = await start_run(client, config, RunRequest(agent="demo", task="converse"))
 
-        async def thinking_about_turn_2() -> bool:
-            status = await handle.query("status", result_type=RunStatus)
-            return status.turn == 2 and status.state is RunState.CALLING_MODEL
+    async def thinking_about_turn_2(handle) -> bool:
+        status = await handle.query("status", result_type=RunStatus)
+        return status.turn == 2 and status.state is RunState.CALLING_MODEL
 
-        await wait_for(thinking_about_turn_2)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        second = start_worker_process(config, tmp_path / "worker-2.log")
-        result = await asyncio.wait_for(handle.result(), timeout=90)
-    finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(10)
+    _, result = await run_across_a_worker_kill(
+        client, config, tmp_path, RunRequest(agent="demo", task="converse"), thinking_about_turn_2
+    )
     assert result.state is RunState.COMPLETED
     # the same session went on: the process read the input and ended; no output lost or repeated
     assert "got hello" in result.final_message and "done" in result.final_message
