@@ -19,12 +19,14 @@ from activities.image import ImageActivities
 from activities.model import ModelActivities
 from activities.patch import PatchActivities
 from activities.sandbox import SandboxActivities
+from activities.snapshot import SnapshotActivities
 from activities.visibility import search_attributes_ready_activity
 from harness.agents import AgentRegistry, default_registry
-from harness.config import FarlineConfig
+from harness.config import ConfigError, FarlineConfig
 from harness.function_tools import FunctionToolRegistry, install_registry
 from harness.logging import configure_logging
 from harness.search_attributes import ensure_search_attributes
+from harness.snapshot_store import open_snapshot_store
 from harness.task_tracker import TaskTracker, tracker_tools
 from harness.temporal_client import connect
 from sandbox_providers.base import SandboxProvider
@@ -73,7 +75,9 @@ def build_worker(
     install_registry(config.task_queue, function_tools)
     providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}
     local_queue = config.local_sandbox_task_queue if config.pin_local_sandboxes else None
-    sandbox = SandboxActivities(providers, local_task_queue=local_queue)
+    store = open_snapshot_store(config)
+    sandbox = SandboxActivities(providers, local_task_queue=local_queue, store=store)
+    snapshots = SnapshotActivities(providers, store)
     execs = ExecActivities(providers)
     images = ImageActivities(providers)
     patches = PatchActivities(providers)
@@ -89,6 +93,8 @@ def build_worker(
         execs.write_stdin,
         patches.apply_patch,
         images.view_image,
+        snapshots.snapshot_workspace,
+        snapshots.restore_workspace,
     ]
     shared = Worker(
         client,
@@ -133,7 +139,10 @@ async def run_worker(config: FarlineConfig, registry: AgentRegistry | None = Non
 
 
 def main() -> None:
-    config = FarlineConfig.from_env()
+    try:
+        config = FarlineConfig.from_env()
+    except ConfigError as error:
+        sys.exit(f"farline worker: {error}")
     configure_logging(config.log_format)
     asyncio.run(run_worker(config))
     # skip interpreter teardown, during which the Temporal client's native threads

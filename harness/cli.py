@@ -18,7 +18,8 @@ from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, Workflow
 from temporalio.service import RPCError
 
 from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
-from harness.config import FarlineConfig
+from harness.cli_snapshots import COMMANDS as SNAPSHOT_COMMANDS
+from harness.config import ConfigError, FarlineConfig
 from harness.devserver import DevServerError, port_open, start_dev_server, stop_process
 from harness.logging import configure_logging
 from harness.runs import describe, follow_run, start_run, web_ui_link
@@ -34,7 +35,10 @@ TRACKER_DEMO_SCRIPT_PATH = Path(__file__).with_name("tracker_demo_script.json")
 
 
 def _config() -> FarlineConfig:
-    return FarlineConfig.from_env()
+    try:
+        return FarlineConfig.from_env()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _print_status(status: RunStatus) -> None:
@@ -279,6 +283,34 @@ async def _say(config: FarlineConfig, workflow_id: str, text: str) -> None:
     client = await connect(config)
     await client.get_workflow_handle(workflow_id).signal("user_message", UserMessage(text=text))
     click.echo("sent")
+
+
+@main.command()
+@click.argument("workflow_id")
+def pause(workflow_id: str) -> None:
+    """Pause a run after its current turn: the workspace is snapshotted and the sandbox torn down."""
+    asyncio.run(_signal(_config(), workflow_id, "pause"))
+    click.echo(f"pausing; `farline resume {workflow_id}` goes on in a new sandbox with the same workspace")
+
+
+@main.command()
+@click.argument("workflow_id")
+def resume(workflow_id: str) -> None:
+    """Resume a paused run."""
+    asyncio.run(_signal(_config(), workflow_id, "resume"))
+    click.echo("resumed")
+
+
+async def _signal(config: FarlineConfig, workflow_id: str, name: str) -> None:
+    client = await connect(config)
+    try:
+        await client.get_workflow_handle(workflow_id).signal(name)
+    except RPCError as error:
+        raise click.ClickException(f"cannot signal run {workflow_id!r}: {error.message}") from None
+
+
+for _command in SNAPSHOT_COMMANDS:
+    main.add_command(_command)
 
 
 @main.command()

@@ -10,9 +10,9 @@ import hashlib
 import os
 import socket
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 
 from harness.specs import ModelApi
 
@@ -20,6 +20,10 @@ from harness.specs import ModelApi
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "farline"
+
+
+class ConfigError(ValueError):
+    """A setting in the environment is invalid; the message names the variable."""
 
 
 class FarlineConfig(BaseModel):
@@ -45,6 +49,16 @@ class FarlineConfig(BaseModel):
 
     log_format: str = Field(default="auto")  # auto, json or console
 
+    # where snapshots of workspaces go: "local" (a directory) or "s3" (any S3-compatible store)
+    snapshot_store: Literal["local", "s3"] = Field(default="local")
+    snapshot_dir: Path | None = Field(default=None)  # default: <data dir>/snapshots
+    s3_bucket: str | None = Field(default=None)
+    s3_prefix: str = Field(default="farline/")
+    s3_endpoint_url: str | None = Field(default=None)
+    s3_region: str | None = Field(default=None)
+    s3_access_key_id: str | None = Field(default=None)
+    s3_secret_access_key: SecretStr | None = Field(default=None)
+
     # field name -> environment variable that sets it
     ENVIRONMENT: ClassVar[dict[str, str]] = {
         "temporal_address": "FARLINE_TEMPORAL_ADDRESS",
@@ -61,11 +75,31 @@ class FarlineConfig(BaseModel):
         "bwrap_path": "FARLINE_BWRAP",
         "sandbox_uid": "FARLINE_SANDBOX_UID",
         "log_format": "FARLINE_LOG_FORMAT",
+        "snapshot_store": "FARLINE_SNAPSHOT_STORE",
+        "snapshot_dir": "FARLINE_SNAPSHOT_DIR",
+        "s3_bucket": "FARLINE_S3_BUCKET",
+        "s3_prefix": "FARLINE_S3_PREFIX",
+        "s3_endpoint_url": "FARLINE_S3_ENDPOINT",
+        "s3_region": "FARLINE_S3_REGION",
+        "s3_access_key_id": "FARLINE_S3_ACCESS_KEY_ID",
+        "s3_secret_access_key": "FARLINE_S3_SECRET_ACCESS_KEY",
     }
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> FarlineConfig:
+        if self.snapshot_store == "s3" and not self.s3_bucket:
+            raise ValueError(
+                "FARLINE_SNAPSHOT_STORE=s3 needs FARLINE_S3_BUCKET (and usually FARLINE_S3_ENDPOINT)"
+            )
+        return self
 
     @property
     def sandboxes_dir(self) -> Path:
         return self.data_dir / "sandboxes"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.snapshot_dir or self.data_dir / "snapshots"
 
     @property
     def local_sandbox_task_queue(self) -> str:
@@ -84,4 +118,13 @@ class FarlineConfig(BaseModel):
         for name, variable in cls.ENVIRONMENT.items():
             if env.get(variable):
                 values[name] = env[variable]
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            problems = []
+            for problem in error.errors():
+                field = str(problem["loc"][0]) if problem["loc"] else ""
+                message = problem["msg"].removeprefix("Value error, ")
+                variable = cls.ENVIRONMENT.get(field)
+                problems.append(f"{variable}: {message}" if variable else message)
+            raise ConfigError("bad setting: " + "; ".join(problems)) from None

@@ -41,7 +41,12 @@ def describe(status: RunStatus) -> str:
     line = f"turn {status.turn} · {status.state.value}"
     if status.waiting_on:
         line += f" · {status.waiting_on}"
-    return line + f" · {status.usage.total_tokens} tokens"
+    line += f" · {status.usage.total_tokens} tokens"
+    if status.snapshot_id is not None:
+        line += f" · {status.snapshots} snapshots (newest {status.snapshot_id[:12]})"
+    if status.rehydrations:
+        line += f" · sandbox rehydrated {status.rehydrations}x"
+    return line
 
 
 async def follow_run(

@@ -62,6 +62,23 @@ class SandboxSettings(BaseModel):
         default_factory=dict,
         description="Extra environment variables for commands in the sandbox (plain values, not secrets).",
     )
+    snapshots: bool = Field(
+        default=True,
+        description="Snapshot the workspace after every turn that ran sandbox tools, on pause and at the "
+        "end; a lost sandbox is rehydrated from the newest one. Off: a lost sandbox fails the run.",
+    )
+    idle_timeout_s: float | None = Field(
+        default=900.0,
+        gt=0,
+        description="Tear a harness-owned sandbox down (after a snapshot) when no tool used it for this "
+        "long, e.g. while the run waits for an approval; the next command rehydrates it. None: never.",
+    )
+    worker_lost_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a command waits for the machine that holds its local sandbox to pick it up; "
+        "after that the machine counts as gone and the run rehydrates on another worker.",
+    )
 
     @field_validator("env")
     @classmethod
@@ -77,6 +94,16 @@ class SandboxSettings(BaseModel):
         if override is None:
             return self
         return self.model_copy(update=override.model_dump(exclude_unset=True))
+
+
+class UserSandbox(BaseModel):
+    """A sandbox the user created and owns: the run uses it and never tears it down."""
+
+    provider: str = "local"
+    sandbox_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    task_queue: str | None = Field(
+        default=None, description="The queue of the workers that reach it (a local sandbox's machine)."
+    )
 
 
 class AgentSpec(BaseModel):
@@ -99,6 +126,10 @@ class RunRequest(BaseModel):
     task: str = Field(min_length=1, description="What the agent is asked to do.")
     model: ModelSettings | None = None
     sandbox: SandboxSettings | None = None
+    user_sandbox: UserSandbox | None = Field(
+        default=None,
+        description="Run in this existing sandbox instead of one the harness creates; it is never torn down.",
+    )
     max_turns: int = Field(default=50, ge=1, le=10_000)
     flags: dict[str, bool | str] = Field(
         default_factory=dict,
@@ -134,6 +165,7 @@ class RunState(StrEnum):
     CALLING_MODEL = "calling_model"
     RUNNING_TOOLS = "running_tools"
     WAITING_FOR_APPROVAL = "waiting_for_approval"
+    PAUSED = "paused"
     COMPLETED = "completed"
     MAX_TURNS_REACHED = "max_turns_reached"
     FAILED = "failed"
@@ -148,6 +180,13 @@ class RunStatus(BaseModel):
     turn: int
     waiting_on: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    sandbox_id: str | None = None
+    # the newest snapshot of the workspace, how many the run has taken, how often it rehydrated
+    snapshot_id: str | None = None
+    snapshots: int = 0
+    rehydrations: int = 0
+    # `farline pause` was asked; the run pauses after its current turn
+    pause_requested: bool = False
 
 
 class RunResult(BaseModel):

@@ -9,6 +9,7 @@ worker, so they outlive a worker restart.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
@@ -104,6 +105,20 @@ class FileEntry(BaseModel):
     link_target: str | None = None
 
 
+@dataclass(frozen=True)
+class WorkspaceStat:
+    """One path of a workspace with the stat data a snapshot compares (links never followed)."""
+
+    path: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    mode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    link_target: str | None = None
+
+
 class SandboxProvider(Protocol):
     """What the activities need from a place that runs commands."""
 
@@ -143,6 +158,10 @@ class SandboxProvider(Protocol):
         ...
 
     async def list_dir(self, ref: SandboxRef, path: str = ".") -> list[FileEntry]: ...
+
+    async def scan_workspace(self, ref: SandboxRef) -> list[WorkspaceStat]:
+        """Every path under the workspace (not the root itself), parents before children."""
+        ...
 
     async def export_paths(self, ref: SandboxRef, paths: list[str]) -> bytes:
         """A tar archive of the given workspace paths (links kept as links)."""

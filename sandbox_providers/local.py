@@ -67,6 +67,7 @@ from sandbox_providers.base import (
     SandboxPathError,
     SandboxRef,
     SandboxUnavailable,
+    WorkspaceStat,
 )
 from sandbox_providers.local_supervisor import (
     ENDED_AT_FILE,
@@ -88,6 +89,8 @@ from sandbox_providers.workspace_fs import Workspace, split_relative
 
 log = structlog.get_logger(__name__)
 
+# written first by destroy(): the sandbox counts as gone while it is being torn down
+_DESTROYING = "destroying"
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 # Isolated mode without site-packages: the supervisor needs only the standard library. It
 # is imported rather than run as a script, so that its cached bytecode is used.
@@ -283,6 +286,8 @@ class LocalProvider:
         return SandboxRef(provider=self.name, sandbox_id=sandbox_id)
 
     def _create_dirs(self, sandbox: Path, config: SandboxConfig) -> None:
+        if (sandbox / _DESTROYING).exists():
+            self._remove_tree(sandbox)  # a destroy that did not finish
         sandbox.mkdir(mode=0o700, exist_ok=True)
         (sandbox / "procs").mkdir(mode=0o700, exist_ok=True)
         workspace = sandbox / "workspace"
@@ -309,6 +314,8 @@ class LocalProvider:
         sandbox = self.root / ref.sandbox_id
         if not sandbox.exists():
             return
+        # from here on the sandbox is gone for every caller, even while its processes stop
+        (sandbox / _DESTROYING).touch()
         procs = sandbox / "procs"
         live = (
             [procdir for procdir in procs.iterdir() if _supervisor_alive(procdir)] if procs.is_dir() else []
@@ -569,6 +576,9 @@ class LocalProvider:
     async def list_dir(self, ref: SandboxRef, path: str = ".") -> list[FileEntry]:
         return await asyncio.to_thread(self._workspace(ref).list_dir, path)
 
+    async def scan_workspace(self, ref: SandboxRef) -> list[WorkspaceStat]:
+        return await asyncio.to_thread(self._workspace(ref).scan)
+
     async def export_paths(self, ref: SandboxRef, paths: list[str]) -> bytes:
         return await asyncio.to_thread(self._workspace(ref).export_paths, paths)
 
@@ -587,7 +597,7 @@ class LocalProvider:
     def _sandbox_dir(self, ref: SandboxRef) -> Path:
         self._check_ref(ref)
         sandbox = self.root / ref.sandbox_id
-        if not (sandbox / "workspace").is_dir():
+        if not (sandbox / "workspace").is_dir() or (sandbox / _DESTROYING).exists():
             raise SandboxGone(f"sandbox {ref.sandbox_id!r} does not exist (under {self.root})")
         return sandbox
 

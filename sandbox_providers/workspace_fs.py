@@ -24,7 +24,7 @@ from pathlib import Path
 
 import structlog
 
-from sandbox_providers.base import WORKSPACE_PATH, FileEntry, SandboxError, SandboxPathError
+from sandbox_providers.base import WORKSPACE_PATH, FileEntry, SandboxError, SandboxPathError, WorkspaceStat
 
 log = structlog.get_logger(__name__)
 
@@ -230,6 +230,20 @@ class Workspace:
                 )
         return entries
 
+    def scan(self) -> list[WorkspaceStat]:
+        """Every path under the workspace with its stat data, parents first; links not followed.
+
+        Walks directory file descriptors (O_NOFOLLOW), so a directory swapped for a symlink
+        while the scan runs is not descended into. Names that are not UTF-8 are skipped.
+        """
+        found: list[WorkspaceStat] = []
+        root_fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            _scan_dir(root_fd, "", found)
+        finally:
+            os.close(root_fd)
+        return found
+
     # -- archives ------------------------------------------------------------------------------------
 
     def export_paths(self, paths: list[str]) -> bytes:
@@ -288,6 +302,44 @@ class Workspace:
                 if source is None:
                     raise SandboxPathError(f"archive member {member.name!r} has no data")
                 self._replace_with_file(dir_fd, name, source.read(), member.mode, path, mtime=member.mtime)
+
+
+def _scan_dir(dir_fd: int, prefix: str, found: list[WorkspaceStat]) -> None:
+    with os.scandir(dir_fd) as listing:
+        names = sorted(entry.name for entry in listing)
+    for name in names:
+        path = f"{prefix}{name}"
+        try:
+            path.encode()
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except UnicodeEncodeError:
+            log.warning("workspace.scan_skipped", path=repr(path), reason="name is not UTF-8")
+            continue
+        except FileNotFoundError:
+            continue  # removed by the sandbox meanwhile
+        kind = _kind(st.st_mode)
+        found.append(
+            WorkspaceStat(
+                path=path,
+                kind=kind,  # type: ignore[arg-type]
+                mode=stat.S_IMODE(st.st_mode),
+                size=st.st_size if kind == "file" else 0,
+                mtime_ns=st.st_mtime_ns,
+                ctime_ns=st.st_ctime_ns,
+                inode=st.st_ino,
+                link_target=os.readlink(name, dir_fd=dir_fd) if kind == "symlink" else None,
+            )
+        )
+        if kind == "dir":
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue  # gone or swapped for a link since the stat
+            try:
+                if os.path.samestat(st, os.fstat(child)):
+                    _scan_dir(child, f"{path}/", found)
+            finally:
+                os.close(child)
 
 
 def _not_found(path: str) -> FileNotFoundError:
@@ -358,10 +410,11 @@ def _add_to_tar(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str) -> N
 def _checked_members(tar: tarfile.TarFile) -> list[tuple[tarfile.TarInfo, str]]:
     """Every member with its normalised path; refuses the whole archive on the first bad member.
 
-    Absolute symlink targets are kept as they are (a venv's `python -> /usr/bin/python3`):
-    only the sandbox resolves them, against its own root. Relative targets must stay
-    inside the workspace, nothing may be written through a symlink the archive itself
-    creates, and devices, FIFOs and the like are refused.
+    Symlink targets are kept as they are, absolute or relative (a venv's
+    `python -> /usr/bin/python3`): only the sandbox resolves them, against its own root,
+    and the host side never follows a link out of the workspace. Nothing may be written
+    through a symlink the archive itself creates, and devices, FIFOs and the like are
+    refused.
     """
     checked: list[tuple[tarfile.TarInfo, str]] = []
     links: set[tuple[str, ...]] = set()
@@ -376,7 +429,7 @@ def _checked_members(tar: tarfile.TarFile) -> list[tuple[tarfile.TarInfo, str]]:
             if parts[:depth] in links:
                 raise SandboxPathError(f"archive member {member.name!r} is under a symlink of the archive")
         if member.issym():
-            _check_link_target(member, parts)
+            _check_link_target(member)
             links.add(parts)
         elif member.islnk():
             target = tuple(split_relative(member.linkname))
@@ -396,19 +449,7 @@ def _checked_members(tar: tarfile.TarFile) -> list[tuple[tarfile.TarInfo, str]]:
     return checked
 
 
-def _check_link_target(member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+def _check_link_target(member: tarfile.TarInfo) -> None:
     target = member.linkname
     if not target or "\0" in target:
         raise SandboxPathError(f"archive member {member.name!r} is a symlink with an invalid target")
-    if target.startswith("/"):
-        return
-    depth = len(parts) - 1
-    for part in target.split("/"):
-        if part == "..":
-            depth -= 1
-            if depth < 0:
-                raise SandboxPathError(
-                    f"archive member {member.name!r} is a symlink to {target!r}, which leaves the workspace"
-                )
-        elif part not in ("", "."):
-            depth += 1

@@ -70,7 +70,21 @@ async def test_real_commands_reach_the_model_and_the_run_answers(
         for event in history.events
         if event.HasField("activity_task_scheduled_event_attributes")
     ]
-    assert summaries[:2] == ["agent: demo", "sandbox: create (local)"]
+    # the sandbox is created when the first command needs it; a snapshot follows each turn with commands
+    assert summaries == [
+        "agent: demo",
+        "model: turn 1, 1 items in",
+        "sandbox: create (local)",
+        "exec: echo hello from $(whoami) > note.txt && cat note.txt",
+        "snapshot: turn 1",
+        "model: turn 2, 3 items in",
+        "exec: python3 -c 'print(6 * 7)'",
+        "snapshot: turn 2",
+        "model: turn 3, 5 items in",
+        "sandbox: tear down (end)",
+    ]
+    # the second command wrote nothing: the workspace is that of the first snapshot
+    assert status.snapshots == 1 and status.snapshot_id is not None
     # the commands went to this machine's own queue, where its local sandboxes live
     queues = {
         event.activity_task_scheduled_event_attributes.activity_type.name: (
@@ -80,11 +94,8 @@ async def test_real_commands_reach_the_model_and_the_run_answers(
         if event.HasField("activity_task_scheduled_event_attributes")
     }
     assert queues["exec_command"] == queues["destroy_sandbox"] == config.local_sandbox_task_queue
+    assert queues["snapshot_workspace"] == config.local_sandbox_task_queue
     assert queues["call_model"] == queues["create_sandbox"] == config.task_queue
-    assert "exec: echo hello from $(whoami) > note.txt && cat note.txt" in summaries
-    assert "exec: python3 -c 'print(6 * 7)'" in summaries
-    assert next(s for s in summaries if s.startswith("model:")) == "model: turn 1, 1 items in"
-    assert summaries[-1] == "sandbox: destroy"
     assert "demo" in metadata.current_details and "turn 3" in metadata.current_details
     assert "completed" in metadata.current_details
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from harness.config import FarlineConfig
 from sandbox_providers.base import (
     ProcessNotFound,
     ProcessSpec,
-    ProcessState,
     SandboxConfig,
     SandboxError,
     SandboxGone,
@@ -28,30 +26,10 @@ from sandbox_providers.base import (
     SandboxUnavailable,
 )
 from sandbox_providers.local import LocalProvider
-from tests.sandbox_support import wait_until_done
+from tests.sandbox_support import output_of, run, sh, wait_until_done
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AS_ROOT = os.geteuid() == 0
-
-
-async def output_of(provider: LocalProvider, ref: SandboxRef, process_id: str) -> str:
-    chunk = await provider.read_output(ref, process_id, 0, 1 << 20)
-    return chunk.data.decode()
-
-
-async def run(
-    provider: LocalProvider, ref: SandboxRef, argv: list[str], **spec: object
-) -> tuple[ProcessState, str]:
-    process_id = f"p-{uuid.uuid4().hex[:12]}"
-    await provider.start_process(ref, ProcessSpec(process_id=process_id, argv=argv, **spec))
-    state = await wait_until_done(provider, ref, process_id)
-    return state, await output_of(provider, ref, process_id)
-
-
-async def sh(
-    provider: LocalProvider, ref: SandboxRef, script: str, **spec: object
-) -> tuple[ProcessState, str]:
-    return await run(provider, ref, ["sh", "-c", script], **spec)
 
 
 def workspace_of(root: Path, ref: SandboxRef) -> Path:
@@ -445,7 +423,7 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarf
         [(member("../evil"), b"x")],
         [(member("/abs"), b"x")],
         [(member("ok.txt"), b"fine"), (member("a/../../evil"), b"x")],
-        [(member("up", tarfile.SYMTYPE, "../../evil"), b"")],
+        [(member("up", tarfile.SYMTYPE, "../.."), b""), (member("up/farline-evil"), b"x")],
         [(member("etc", tarfile.SYMTYPE, "/etc"), b""), (member("etc/farline-evil"), b"x")],
         [(member("ok.txt"), b"fine"), (member("hard", tarfile.LNKTYPE, "/etc/passwd"), b"")],
         [(member("dev", tarfile.CHRTYPE), b"")],
@@ -461,6 +439,21 @@ async def test_import_refuses_escapes(
     assert await provider.list_dir(sandbox) == []
     assert sorted(path.name for path in (root / "sb").iterdir()) == ["procs", "sandbox.json", "workspace"]
     assert not Path("/etc/farline-evil").exists()
+
+
+async def test_links_out_of_the_workspace_are_kept_but_never_followed(
+    provider: LocalProvider, sandbox: SandboxRef
+) -> None:
+    await provider.import_paths(
+        sandbox, tar_of((member("up", tarfile.SYMTYPE, "../../etc/passwd"), b""), (member("ok.txt"), b"ok"))
+    )
+    entries = {entry.path: entry for entry in await provider.list_dir(sandbox)}
+    assert entries["up"].link_target == "../../etc/passwd"
+    with pytest.raises(SandboxPathError):
+        await provider.read_file(sandbox, "up")
+    scanned = {stat.path: stat for stat in await provider.scan_workspace(sandbox)}
+    assert scanned["up"].kind == "symlink" and scanned["up"].link_target == "../../etc/passwd"
+    assert scanned["ok.txt"].kind == "file" and scanned["ok.txt"].size == 2
 
 
 async def test_import_rejects_garbage(provider: LocalProvider, sandbox: SandboxRef) -> None:

@@ -22,6 +22,7 @@ HandleCheck = Callable[[WorkflowHandle], Awaitable[object]]
 
 
 def start_worker_process(config: FarlineConfig, log: Path) -> subprocess.Popen[bytes]:
+    """`python -m worker` with this config's queue, data dir, snapshot dir and model."""
     env = {
         **os.environ,
         "FARLINE_TEMPORAL_ADDRESS": config.temporal_address,
@@ -30,6 +31,7 @@ def start_worker_process(config: FarlineConfig, log: Path) -> subprocess.Popen[b
         "OPENAI_BASE_URL": config.openai_base_url or "",
         "FARLINE_MODEL": config.model,
         "FARLINE_LOG_FORMAT": "json",
+        "FARLINE_SNAPSHOT_DIR": str(config.snapshots_dir),
     }
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO, env=env, stdout=out, stderr=out)

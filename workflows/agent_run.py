@@ -8,6 +8,7 @@ malformed call goes back to the model as a tool error without an activity.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from datetime import timedelta
@@ -17,7 +18,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sandbox_io import CreateSandboxRequest
     from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
     from harness.conversation import (
         ConversationItem,
@@ -29,11 +29,11 @@ with workflow.unsafe.imports_passed_through():
     from harness.search_attributes import FARLINE_AGENT, FARLINE_STATE
     from harness.specs import AgentSpec, RunRequest, RunResult, RunState, RunStatus
     from harness.tools import BUILTIN_TOOLS, ToolDefinition, offered_specs
-    from sandbox_providers.base import SandboxRef
 
 from workflows.app_tools import AppTools
 from workflows.approvals import ApprovalBook
-from workflows.workspace_tools import SANDBOX_CALL_TIMEOUT, SANDBOX_RETRY_POLICY, WorkspaceTools
+from workflows.sandbox_keeper import SandboxKeeper
+from workflows.workspace_tools import WorkspaceTools
 
 MODEL_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -63,10 +63,32 @@ class AgentRun:
         self._published: tuple[str, str] | None = None
         # people's messages, entering the context before the next model call
         self._inbox: list[str] = []
+        self._keeper: SandboxKeeper | None = None
+        self._pause_requested = False
 
     @workflow.query
     def status(self) -> RunStatus:
-        return self._status
+        keeper = self._keeper
+        if keeper is None:
+            return self._status
+        return self._status.model_copy(
+            update={
+                "sandbox_id": keeper.ref.sandbox_id if keeper.ref is not None else None,
+                "snapshot_id": keeper.latest_snapshot,
+                "snapshots": keeper.snapshot_count,
+                "rehydrations": keeper.rehydrations,
+                "pause_requested": self._pause_requested,
+            }
+        )
+
+    @workflow.signal
+    def pause(self) -> None:
+        """Pause after the current turn: the workspace is snapshotted and the sandbox torn down."""
+        self._pause_requested = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._pause_requested = False
 
     @workflow.query
     def pending_approvals(self) -> list[PendingApproval]:
@@ -134,36 +156,28 @@ class AgentRun:
         )
         items: list[ConversationItem] = [MessageItem(role="user", content=request.task)]
 
-        self._set(waiting_on="sandbox creation")
-        sandbox_settings = agent.sandbox.merged_with(request.sandbox)
-        sandbox = await workflow.execute_activity(
-            "create_sandbox",
-            CreateSandboxRequest(
-                provider=sandbox_settings.provider,
-                sandbox_id=sandbox_id_for(workflow.info().workflow_id),
-                network=sandbox_settings.network,
-                env=sandbox_settings.env,
-            ),
-            result_type=SandboxRef,
-            start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
-            retry_policy=SANDBOX_RETRY_POLICY,
-            summary=f"sandbox: create ({sandbox_settings.provider})",
+        # runs recorded before snapshots existed replay with an eager sandbox and no snapshots
+        managed = workflow.patched("workspace-snapshots")
+        keeper = SandboxKeeper(
+            sandbox_id_for(workflow.info().workflow_id),
+            agent.sandbox.merged_with(request.sandbox),
+            request.user_sandbox,
+            managed=managed,
         )
+        self._keeper = keeper
+        if not managed:
+            self._set(waiting_on="sandbox creation")
+            await keeper.ensure()
+        watcher = asyncio.create_task(keeper.watch(lambda: self._pause_requested)) if managed else None
         try:
-            final_message = await self._loop(request, agent, WorkspaceTools(tools, sandbox), app_tools, items)
+            final_message = await self._loop(request, agent, WorkspaceTools(tools, keeper), app_tools, items)
         except BaseException as error:
             self._set(state=RunState.CANCELLED if is_cancelled_exception(error) else RunState.FAILED)
             raise
         finally:
-            if sandbox.owner == "harness":
-                await workflow.execute_activity(
-                    "destroy_sandbox",
-                    sandbox,
-                    task_queue=sandbox.task_queue,
-                    start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
-                    retry_policy=SANDBOX_RETRY_POLICY,
-                    summary="sandbox: destroy",
-                )
+            if watcher is not None:
+                watcher.cancel()
+            await keeper.release("end")
         self._set()
         return RunResult(
             agent=agent.name,
@@ -213,10 +227,16 @@ class AgentRun:
                 self._set(state=RunState.MAX_TURNS_REACHED)
                 workflow.logger.info("max turns reached", extra={"turns": self._status.turn})
                 return None
+            if self._pause_requested:
+                await self._paused(workspace.keeper)
             self._status.turn += 1
             turn = self._status.turn
             items.extend(MessageItem(role="user", content=text) for text in self._inbox)
             self._inbox.clear()
+            items.extend(
+                MessageItem(role="user", content=f"[farline] {notice}") for notice in workspace.keeper.notices
+            )
+            workspace.keeper.notices.clear()
             self._set(state=RunState.CALLING_MODEL, waiting_on="model")
             model_turn = await workflow.execute_activity(
                 "call_model",
@@ -258,3 +278,14 @@ class AgentRun:
                     self._set(state=RunState.RUNNING_TOOLS, waiting_on=f"tool: {call.name}")
                 items.append(await app_tools.run(call, prepared[call.call_id]))
                 self._set(state=RunState.RUNNING_TOOLS)
+            if workspace.keeper.dirty:
+                self._set(waiting_on="snapshot")
+                await workspace.keeper.snapshot(f"turn {turn}")
+
+    async def _paused(self, keeper: SandboxKeeper) -> None:
+        """Wait for `resume`; meanwhile the keeper releases the sandbox (after a snapshot)."""
+        self._set(state=RunState.PAUSED, waiting_on="resume (farline resume <run id>)")
+        workflow.logger.info("run paused", extra={"turn": self._status.turn})
+        await keeper.snapshot("pause")
+        await workflow.wait_condition(lambda: not self._pause_requested)
+        workflow.logger.info("run resumed", extra={"turn": self._status.turn})

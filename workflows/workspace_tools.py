@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.patch_io import ApplyPatchRequest, ApplyPatchResult
@@ -39,14 +40,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from sandbox_providers.base import SandboxRef
 
-SANDBOX_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=["SandboxGone", "SandboxUnavailable", "SandboxProviderUnknown"],
-)
-SANDBOX_CALL_TIMEOUT = timedelta(minutes=2)
+from workflows.sandbox_keeper import SANDBOX_CALL_TIMEOUT, SANDBOX_RETRY_POLICY, SandboxKeeper, sandbox_lost
+
 # a waiting exec activity heartbeats; a dead worker is noticed after this long
 EXEC_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 SUMMARY_CHARS = 120
@@ -76,18 +71,22 @@ def process_id_for(turn: int, call_id: str) -> str:
 
 
 async def _process_call(
-    activity: str, request: ExecRequest | WriteStdinRequest, yield_ms: int, summary: str
+    activity: str,
+    request: ExecRequest | WriteStdinRequest,
+    yield_ms: int,
+    summary: str,
+    options: dict[str, Any],
 ) -> ExecOutput:
     """An exec_command or write_stdin activity: it heartbeats while it waits up to the yield time."""
     return await workflow.execute_activity(
         activity,
         request,
-        task_queue=request.sandbox.task_queue,
         result_type=ExecOutput,
         start_to_close_timeout=timedelta(milliseconds=yield_ms) + SANDBOX_CALL_TIMEOUT,
         heartbeat_timeout=EXEC_HEARTBEAT_TIMEOUT,
         retry_policy=SANDBOX_RETRY_POLICY,
         summary=summary,
+        **options,
     )
 
 
@@ -97,14 +96,16 @@ class ExecSession:
     # output before this byte has been shown to the model
     offset: int
     cmd: str
+    # the keeper's generation of the sandbox it runs in (a replaced sandbox ends its sessions)
+    generation: int = 0
 
 
 class WorkspaceTools:
-    """The tools of one run, bound to its sandbox."""
+    """The tools of one run, on the sandbox its keeper provides."""
 
-    def __init__(self, tools: dict[str, ToolDefinition], sandbox: SandboxRef) -> None:
+    def __init__(self, tools: dict[str, ToolDefinition], keeper: SandboxKeeper) -> None:
         self.tools = tools
-        self.sandbox = sandbox
+        self.keeper = keeper
         self.sessions: dict[int, ExecSession] = {}
         self._next_session_id = 1
 
@@ -117,14 +118,34 @@ class WorkspaceTools:
             return FunctionCallOutputItem(
                 call_id=call.call_id, output=f"error: {error}", freeform=call.freeform
             )
+        keeper = self.keeper
+        keeper.busy += 1
+        try:
+            sandbox = await keeper.ensure()
+            try:
+                return await self._dispatch(turn, call, arguments, sandbox)
+            except ActivityError as error:
+                if not (keeper.snapshots and sandbox_lost(error)):
+                    raise
+                output = await keeper.replace(sandbox)
+                return FunctionCallOutputItem(call_id=call.call_id, output=output, freeform=call.freeform)
+        finally:
+            keeper.busy -= 1
+            # only view_image leaves the workspace as it was
+            keeper.dirty = keeper.dirty or not isinstance(arguments, ViewImageArgs)
+            keeper.live_sessions = len(self.sessions)
+
+    async def _dispatch(
+        self, turn: int, call: FunctionCallItem, arguments: object, sandbox: SandboxRef
+    ) -> FunctionCallOutputItem:
         if isinstance(arguments, ExecCommandArgs):
-            output = await self._exec(process_id_for(turn, call.call_id), arguments)
+            output = await self._exec(sandbox, process_id_for(turn, call.call_id), arguments)
         elif isinstance(arguments, WriteStdinArgs):
-            output = await self._write_stdin(arguments)
+            output = await self._write_stdin(sandbox, arguments)
         elif isinstance(arguments, ApplyPatchArgs):
-            output = await self._apply_patch(arguments)
+            output = await self._apply_patch(sandbox, arguments)
         elif isinstance(arguments, ViewImageArgs):
-            return await self._view_image(call, arguments)
+            return await self._view_image(sandbox, call, arguments)
         else:
             raise TypeError(f"no dispatch for {type(arguments).__name__}")
         return FunctionCallOutputItem(call_id=call.call_id, output=output, freeform=call.freeform)
@@ -147,10 +168,10 @@ class WorkspaceTools:
             return f"view_image: {short(arguments.path)}"
         return call.name
 
-    async def _exec(self, process_id: str, args: ExecCommandArgs) -> str:
+    async def _exec(self, sandbox: SandboxRef, process_id: str, args: ExecCommandArgs) -> str:
         yield_ms = clamp_yield_ms(args.yield_time_ms, EXEC_YIELD_DEFAULT_MS)
         request = ExecRequest(
-            sandbox=self.sandbox,
+            sandbox=sandbox,
             process_id=process_id,
             cmd=args.cmd,
             workdir=args.workdir,
@@ -158,18 +179,33 @@ class WorkspaceTools:
             yield_time_ms=yield_ms,
             max_output_bytes=output_budget_bytes(args.max_output_tokens),
         )
-        result = await _process_call("exec_command", request, yield_ms, f"exec: {short(args.cmd)}")
+        result = await _process_call(
+            "exec_command",
+            request,
+            yield_ms,
+            f"exec: {short(args.cmd)}",
+            self.keeper.activity_options(sandbox),
+        )
         session_id = None
         if result.running:
             session_id = self._next_session_id
             self._next_session_id += 1
             self.sessions[session_id] = ExecSession(
-                process_id=process_id, offset=result.next_offset, cmd=args.cmd
+                process_id=process_id,
+                offset=result.next_offset,
+                cmd=args.cmd,
+                generation=self.keeper.generation,
             )
         return result.for_model(session_id)
 
-    async def _write_stdin(self, args: WriteStdinArgs) -> str:
+    async def _write_stdin(self, sandbox: SandboxRef, args: WriteStdinArgs) -> str:
         session = self.sessions.get(args.session_id)
+        if session is not None and session.generation != self.keeper.generation:
+            del self.sessions[args.session_id]
+            return (
+                f"error: session {args.session_id} ({short(session.cmd, 60)}) is no longer running: the "
+                "sandbox it ran in was torn down or replaced since; start the command again if needed"
+            )
         if session is None:
             running = ", ".join(str(i) for i in sorted(self.sessions)) or "none"
             return (
@@ -181,7 +217,7 @@ class WorkspaceTools:
             yield_ms = max(yield_ms, EMPTY_POLL_MIN_MS)
         what = f"write {short(repr(args.chars), 60)}" if args.chars else "poll"
         request = WriteStdinRequest(
-            sandbox=self.sandbox,
+            sandbox=sandbox,
             process_id=session.process_id,
             chars=args.chars,
             offset=session.offset,
@@ -189,33 +225,37 @@ class WorkspaceTools:
             max_output_bytes=output_budget_bytes(args.max_output_tokens),
         )
         summary = f"stdin: session {args.session_id} ({short(session.cmd, 60)}), {what}"
-        result = await _process_call("write_stdin", request, yield_ms, summary)
+        result = await _process_call(
+            "write_stdin", request, yield_ms, summary, self.keeper.activity_options(sandbox)
+        )
         session.offset = max(session.offset, result.next_offset)
         if not result.running:
             del self.sessions[args.session_id]
         return result.for_model(args.session_id)
 
-    async def _apply_patch(self, args: ApplyPatchArgs) -> str:
+    async def _apply_patch(self, sandbox: SandboxRef, args: ApplyPatchArgs) -> str:
         result = await workflow.execute_activity(
             "apply_patch",
-            ApplyPatchRequest(sandbox=self.sandbox, patch=args.input),
-            task_queue=self.sandbox.task_queue,
+            ApplyPatchRequest(sandbox=sandbox, patch=args.input),
             result_type=ApplyPatchResult,
             start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
             retry_policy=SANDBOX_RETRY_POLICY,
             summary=f"apply_patch: {patch_summary(args.input)}",
+            **self.keeper.activity_options(sandbox),
         )
         return result.output
 
-    async def _view_image(self, call: FunctionCallItem, args: ViewImageArgs) -> FunctionCallOutputItem:
+    async def _view_image(
+        self, sandbox: SandboxRef, call: FunctionCallItem, args: ViewImageArgs
+    ) -> FunctionCallOutputItem:
         result = await workflow.execute_activity(
             "view_image",
-            ViewImageRequest(sandbox=self.sandbox, path=args.path),
-            task_queue=self.sandbox.task_queue,
+            ViewImageRequest(sandbox=sandbox, path=args.path),
             result_type=ViewImageResult,
             start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
             retry_policy=SANDBOX_RETRY_POLICY,
             summary=f"view_image: {short(args.path)}",
+            **self.keeper.activity_options(sandbox),
         )
         if result.error is not None or result.image is None:
             return FunctionCallOutputItem(call_id=call.call_id, output=f"error: {result.error}")
