@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -62,6 +63,17 @@ class S3Server:
     access_key_id: str
     secret_access_key: str = field(repr=False)
     region: str
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 S3 client on this server (path-style), with these botocore Config settings."""
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            config=Config(s3={"addressing_style": "path"}, **config),
+        )
 
 
 def weed_binary() -> str:
@@ -214,19 +226,7 @@ class ServerExited(Exception):
 
 def wait_for_bucket(server: WeedMini, s3: S3Server) -> None:
     """Poll until the S3 endpoint answers, authenticated, and the bucket exists."""
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=s3.endpoint_url,
-        region_name=s3.region,
-        aws_access_key_id=s3.access_key_id,
-        aws_secret_access_key=s3.secret_access_key,
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"mode": "standard", "max_attempts": 1},
-            connect_timeout=1,
-            read_timeout=5,
-        ),
-    )
+    client = s3.client(retries={"mode": "standard", "max_attempts": 1}, connect_timeout=1, read_timeout=5)
     assert server.process is not None
     deadline = time.monotonic() + STARTUP_TIMEOUT
     last_error: Exception | None = None

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
     [
         ("bench/loop_overhead.py", {"ms_per_turn", "ratio"}),
         ("bench/tools.py", {"ms", "ratio"}),
+        ("bench/snapshot.py", {"seconds", "speedup"}),
     ],
 )
 def test_benchmark_prints_json_lines(script: str, keys: set[str]) -> None:
@@ -25,6 +26,6 @@ def test_benchmark_prints_json_lines(script: str, keys: set[str]) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(line) for line in run.stdout.splitlines()]
-    assert lines and all(line["bench"] in ("loop_overhead", "tools") for line in lines)
+    assert lines and all(line["bench"] in ("loop_overhead", "tools", "snapshot") for line in lines)
     seen = set().union(*(line.keys() for line in lines))
     assert keys <= seen

@@ -203,14 +203,7 @@ def test_s3_prefix_is_normalised_and_checked() -> None:
 
 
 def test_s3_list_follows_pages(s3_server: S3Server) -> None:
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        region_name=s3_server.region,
-        aws_access_key_id=s3_server.access_key_id,
-        aws_secret_access_key=s3_server.secret_access_key,
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    client = s3_server.client()
 
     def small_pages(params: dict[str, Any], **_: Any) -> None:
         params["MaxKeys"] = 2
@@ -226,18 +219,8 @@ def test_s3_list_follows_pages(s3_server: S3Server) -> None:
 
 def test_s3_empty_put_does_not_stall_the_next_one(s3_server: S3Server) -> None:
     """An empty PUT must not poison the pooled connection (boto/botocore#3755)."""
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=s3_server.endpoint_url,
-        region_name=s3_server.region,
-        aws_access_key_id=s3_server.access_key_id,
-        aws_secret_access_key=s3_server.secret_access_key,
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"mode": "standard", "max_attempts": 1},
-            read_timeout=5,
-            max_pool_connections=1,
-        ),
+    client = s3_server.client(
+        retries={"mode": "standard", "max_attempts": 1}, read_timeout=5, max_pool_connections=1
     )
     store = s3_store_on(s3_server, client=client)
     store.put("warm", b"w")

@@ -104,6 +104,14 @@ class SandboxKeeper:
             options["schedule_to_start_timeout"] = timedelta(seconds=self.settings.worker_lost_after_s)
         return options
 
+    def _snapshot_options(self, ref: SandboxRef) -> dict[str, Any]:
+        return {
+            "start_to_close_timeout": SNAPSHOT_TIMEOUT,
+            "heartbeat_timeout": SNAPSHOT_HEARTBEAT_TIMEOUT,
+            "retry_policy": SNAPSHOT_RETRY_POLICY,
+            **self.activity_options(ref),
+        }
+
     # -- getting a sandbox ---------------------------------------------------------------------------
 
     async def ensure(self) -> SandboxRef:
@@ -142,11 +150,8 @@ class SandboxKeeper:
                 "restore_workspace",
                 RestoreRequest(sandbox=ref, snapshot_id=snapshot_id),
                 result_type=RestoreResult,
-                start_to_close_timeout=SNAPSHOT_TIMEOUT,
-                heartbeat_timeout=SNAPSHOT_HEARTBEAT_TIMEOUT,
-                retry_policy=SNAPSHOT_RETRY_POLICY,
                 summary=f"snapshot: restore {snapshot_id[:12]}",
-                **self.activity_options(ref),
+                **self._snapshot_options(ref),
             )
         except ActivityError as error:
             # a missing or corrupt snapshot ends the run loudly: never an empty workspace
@@ -181,11 +186,8 @@ class SandboxKeeper:
                     previous_snapshot_id=self.latest_snapshot,
                 ),
                 result_type=SnapshotResult,
-                start_to_close_timeout=SNAPSHOT_TIMEOUT,
-                heartbeat_timeout=SNAPSHOT_HEARTBEAT_TIMEOUT,
-                retry_policy=SNAPSHOT_RETRY_POLICY,
                 summary=f"snapshot: {reason}",
-                **self.activity_options(ref),
+                **self._snapshot_options(ref),
             )
         except ActivityError as error:
             if sandbox_lost(error):
