@@ -21,6 +21,7 @@ lint: install
 bench: install
 	$(PYTHON) bench/loop_overhead.py
 	$(PYTHON) bench/tools.py
+	$(PYTHON) bench/snapshot.py
 
 dev: install
 	farline dev

@@ -32,6 +32,10 @@ log = structlog.get_logger(__name__)
 # bytes of file content per export or import archive, to bound the worker's memory
 BATCH_BYTES = 64 * 1024 * 1024
 BATCH_FILES = 2000
+# a restore stages its archives in memory up to this size, on the worker's disk beyond
+IN_MEMORY_RESTORE_BYTES = 256 * 1024 * 1024
+# archives of files imported at once by a restore
+IMPORT_CONCURRENCY = 4
 UPLOAD_THREADS = 8
 # how many skipped paths a result names (the count is always whole)
 SKIPPED_SHOWN = 20
@@ -208,11 +212,21 @@ class SnapshotEngine:
         tree = await asyncio.to_thread(self.store.get_tree, snapshot_id)
         check_tree(tree)
         with tempfile.TemporaryDirectory(prefix="farline-restore-") as scratch:
-            archives = await asyncio.to_thread(self._write_archives, tree, Path(scratch))
-            for archive in archives:
-                await self.provider.import_paths(ref, archive.read_bytes())
-                archive.unlink()
-                self.progress()
+            # small workspaces are staged in memory, big ones on the worker's disk
+            spill = Path(scratch) if tree.total_bytes > IN_MEMORY_RESTORE_BYTES else None
+            directories, *files, links, modes = await asyncio.to_thread(self._write_archives, tree, spill)
+            await self._import(ref, directories)
+            # the files' archives are independent of each other: importing them side by side
+            # overlaps the disk's latency of creating each file
+            limit = asyncio.Semaphore(IMPORT_CONCURRENCY)
+
+            async def import_files(archive: bytes | Path) -> None:
+                async with limit:
+                    await self._import(ref, archive)
+
+            await asyncio.gather(*(import_files(archive) for archive in files))
+            await self._import(ref, links)
+            await self._import(ref, modes)
         await self._prime_stat_cache(ref, tree, snapshot_id)
         restored = RestoredSnapshot(
             snapshot_id=snapshot_id,
@@ -223,19 +237,29 @@ class SnapshotEngine:
         log.info("snapshot.restored", sandbox_id=ref.sandbox_id, **restored.model_dump())
         return restored
 
-    def _write_archives(self, tree: SnapshotTree, scratch: Path) -> list[Path]:
-        """The tree as tar archives on the worker's disk, every blob verified on the way."""
+    async def _import(self, ref: SandboxRef, archive: bytes | Path) -> None:
+        await self.provider.import_paths(ref, archive if isinstance(archive, bytes) else archive.read_bytes())
+        self.progress()
+
+    def _write_archives(self, tree: SnapshotTree, spill: Path | None) -> list[bytes | Path]:
+        """The tree as tar archives (in memory, or files under `spill`), every blob verified:
+        the directories, then the files in batches, then the symlinks, then the directories' modes."""
         ordered = sorted(tree.entries, key=lambda entry: entry.path)
         dirs = [entry for entry in ordered if entry.kind == "dir"]
         files = [entry for entry in ordered if entry.kind == "file"]
         links = [entry for entry in ordered if entry.kind == "symlink"]
-        archives: list[Path] = []
+        archives: list[bytes | Path] = []
 
         def new_archive(members: Iterator[tuple[tarfile.TarInfo, bytes | None]]) -> None:
-            path = scratch / f"{len(archives):05d}.tar"
-            with tarfile.open(path, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for info, data in members:
                     tar.addfile(info, io.BytesIO(data) if data is not None else None)
+            if spill is None:
+                archives.append(buffer.getvalue())
+                return
+            path = spill / f"{len(archives):05d}.tar"
+            path.write_bytes(buffer.getbuffer())
             archives.append(path)
 
         # directories first, writable by their owner while their content goes in
@@ -267,8 +291,15 @@ def _signature(item: WorkspaceStat) -> tuple[int, int, int, int]:
 
 
 def _file_entry(path: str, mode: int, size: int, mtime_ns: int, chunks: list[str]) -> TreeEntry:
+    # every field given: pydantic validates that faster than it fills in a default
     return TreeEntry(
-        path=path, kind="file", mode=mode & 0o777, size=size, mtime=mtime_ns // 10**9, chunks=chunks
+        path=path,
+        kind="file",
+        mode=mode & 0o777,
+        size=size,
+        mtime=mtime_ns // 10**9,
+        chunks=chunks,
+        target=None,
     )
 
 

@@ -16,12 +16,14 @@ whose bytes do not hash to its id, and a missing object are loud errors.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
+from dataclasses import dataclass, field
 
 import structlog
 import zstandard
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness.config import FarlineConfig
 from harness.object_store import LocalDirectoryStore, ObjectMissing, ObjectStore
@@ -40,17 +42,33 @@ class SnapshotMissing(Exception):
     """A snapshot, or a blob it needs, is not in the store: never restored as an empty workspace."""
 
 
-class CachedFile(BaseModel):
+@dataclass(frozen=True)
+class CachedFile:
     # (size, mtime_ns, ctime_ns, inode) when the content was hashed
     signature: tuple[int, int, int, int]
     chunks: list[str]
 
 
-class StatCache(BaseModel):
-    """What the previous snapshot of one sandbox saw, by path."""
+@dataclass
+class StatCache:
+    """What the previous snapshot of one sandbox saw, by path (a plain, compact format: it is
+    read and written at every snapshot, for every file)."""
 
     snapshot_id: str
-    files: dict[str, CachedFile] = Field(default_factory=dict)
+    files: dict[str, CachedFile] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        files = {path: [*cached.signature, cached.chunks] for path, cached in self.files.items()}
+        return json.dumps({"snapshot_id": self.snapshot_id, "files": files}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> StatCache:
+        document = json.loads(raw)
+        files = {
+            path: CachedFile(signature=(size, mtime_ns, ctime_ns, inode), chunks=list(chunks))
+            for path, (size, mtime_ns, ctime_ns, inode, chunks) in document["files"].items()
+        }
+        return cls(snapshot_id=str(document["snapshot_id"]), files=files)
 
 
 class GcReport(BaseModel):
@@ -120,10 +138,11 @@ class SnapshotStore:
     # -- trees ---------------------------------------------------------------------------------------
 
     def put_tree(self, tree: SnapshotTree) -> str:
-        snapshot_id = tree.snapshot_id
+        raw = tree.canonical_bytes()
+        snapshot_id = hashlib.sha256(raw).hexdigest()
         key = f"trees/{snapshot_id}"
         if not self.objects.exists(key):
-            self.objects.put(key, zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(tree.canonical_bytes()))
+            self.objects.put(key, zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw))
         return snapshot_id
 
     def has_tree(self, snapshot_id: str) -> bool:
@@ -166,15 +185,16 @@ class SnapshotStore:
     def load_stat_cache(self, sandbox_id: str) -> StatCache | None:
         try:
             raw = self.objects.get(f"statcache/{sandbox_id}")
-            return StatCache.model_validate_json(zstandard.ZstdDecompressor().decompress(raw))
+            return StatCache.from_bytes(zstandard.ZstdDecompressor().decompress(raw))
         except ObjectMissing:
             return None
-        except (zstandard.ZstdError, ValidationError):
+        except (zstandard.ZstdError, ValueError, TypeError, KeyError):
+            # only an optimisation: without it the next snapshot hashes every file
             log.warning("snapshot.stat_cache_unreadable", sandbox_id=sandbox_id)
             return None
 
     def save_stat_cache(self, sandbox_id: str, cache: StatCache) -> None:
-        raw = cache.model_dump_json().encode()
+        raw = cache.to_bytes()
         self.objects.put(f"statcache/{sandbox_id}", zstandard.ZstdCompressor(level=1).compress(raw))
 
     def forget_stat_cache(self, sandbox_id: str) -> None:
