@@ -28,7 +28,7 @@ from harness.logging import configure_logging
 from harness.search_attributes import ensure_search_attributes
 from harness.snapshot_store import open_snapshot_store
 from harness.task_tracker import TaskTracker, tracker_tools
-from harness.temporal_client import connect
+from harness.temporal_client import connect, with_farline_converter
 from sandbox_providers.base import SandboxProvider
 from sandbox_providers.local import LocalProvider
 from workflows.agent_run import AgentRun
@@ -70,6 +70,8 @@ def build_worker(
 ) -> FarlineWorker:
     """A worker serving AgentRun on `config.task_queue`, with the given agents and application
     tools (default: the demo agents and the task tracker's tools)."""
+    # payloads above the threshold go to external storage, whatever client the caller has
+    client = with_farline_converter(client, config)
     function_tools = function_tools if function_tools is not None else default_function_tools(config)
     # the workflow evaluates the tools' pure rules (validation, approval) from this registry
     install_registry(config.task_queue, function_tools)

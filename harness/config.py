@@ -59,6 +59,11 @@ class FarlineConfig(BaseModel):
     s3_access_key_id: str | None = Field(default=None)
     s3_secret_access_key: SecretStr | None = Field(default=None)
 
+    # Temporal external payload storage: payloads above the threshold leave the history
+    payload_store: Literal["local", "s3"] | None = Field(default=None)  # default: the snapshot store's kind
+    payload_dir: Path | None = Field(default=None)  # default: <data dir>/payloads
+    payload_threshold_bytes: int = Field(default=256 * 1024, ge=0, le=2_000_000)
+
     # field name -> environment variable that sets it
     ENVIRONMENT: ClassVar[dict[str, str]] = {
         "temporal_address": "FARLINE_TEMPORAL_ADDRESS",
@@ -83,14 +88,19 @@ class FarlineConfig(BaseModel):
         "s3_region": "FARLINE_S3_REGION",
         "s3_access_key_id": "FARLINE_S3_ACCESS_KEY_ID",
         "s3_secret_access_key": "FARLINE_S3_SECRET_ACCESS_KEY",
+        "payload_store": "FARLINE_PAYLOAD_STORE",
+        "payload_dir": "FARLINE_PAYLOAD_DIR",
+        "payload_threshold_bytes": "FARLINE_PAYLOAD_THRESHOLD_BYTES",
     }
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> FarlineConfig:
-        if self.snapshot_store == "s3" and not self.s3_bucket:
-            raise ValueError(
-                "FARLINE_SNAPSHOT_STORE=s3 needs FARLINE_S3_BUCKET (and usually FARLINE_S3_ENDPOINT)"
-            )
+        for variable, kind in (
+            ("FARLINE_SNAPSHOT_STORE", self.snapshot_store),
+            ("FARLINE_PAYLOAD_STORE", self.effective_payload_store),
+        ):
+            if kind == "s3" and not self.s3_bucket:
+                raise ValueError(f"{variable}=s3 needs FARLINE_S3_BUCKET (and usually FARLINE_S3_ENDPOINT)")
         return self
 
     @property
@@ -100,6 +110,16 @@ class FarlineConfig(BaseModel):
     @property
     def snapshots_dir(self) -> Path:
         return self.snapshot_dir or self.data_dir / "snapshots"
+
+    @property
+    def effective_payload_store(self) -> Literal["local", "s3"]:
+        """Payloads follow the snapshots unless told otherwise: workers on several machines
+        need both shared."""
+        return self.payload_store or self.snapshot_store
+
+    @property
+    def payloads_dir(self) -> Path:
+        return self.payload_dir or self.data_dir / "payloads"
 
     @property
     def local_sandbox_task_queue(self) -> str:
