@@ -23,10 +23,12 @@ from activities.snapshot import SnapshotActivities
 from activities.visibility import search_attributes_ready_activity
 from harness.agents import AgentRegistry, default_registry
 from harness.config import ConfigError, FarlineConfig
+from harness.context_chain import ContextStore
 from harness.function_tools import FunctionToolRegistry, install_registry
 from harness.logging import configure_logging
 from harness.search_attributes import ensure_search_attributes
 from harness.snapshot_store import open_snapshot_store
+from harness.stores import open_run_store
 from harness.task_tracker import TaskTracker, tracker_tools
 from harness.temporal_client import connect, with_farline_converter
 from sandbox_providers.base import SandboxProvider
@@ -84,7 +86,7 @@ def build_worker(
     images = ImageActivities(providers)
     patches = PatchActivities(providers)
     agents = AgentActivities(registry or default_registry())
-    model = ModelActivities(config)
+    model = ModelActivities(config, ContextStore(open_run_store(config)))
     app = FunctionToolActivities(function_tools)
     # a graceful stop lets running commands finish their current poll; their processes
     # live on in the sandbox and the next worker on this machine attaches to them

@@ -28,6 +28,7 @@ from activities.chat_format import (
     to_chat_tools,
 )
 from harness.config import FarlineConfig
+from harness.context_chain import ContextMissing, ContextStore
 from harness.conversation import (
     ConversationItem,
     FunctionCallItem,
@@ -70,8 +71,10 @@ def _client(base_url: str, api_key: str, timeout_s: float) -> openai.AsyncOpenAI
 class ModelActivities:
     """The model activity, bound to the worker's model configuration (which holds the key)."""
 
-    def __init__(self, config: FarlineConfig) -> None:
+    def __init__(self, config: FarlineConfig, contexts: ContextStore | None = None) -> None:
         self._config = config
+        # where contexts passed by reference are kept (None: requests carry the whole context)
+        self._contexts = contexts
 
     @activity.defn(name="call_model")
     async def call_model(self, request: ModelRequest) -> ModelTurn:
@@ -79,7 +82,26 @@ class ModelActivities:
         # seconds (the heartbeat timeout), not after the call's whole start-to-close timeout.
         heartbeats = asyncio.create_task(_heartbeat_every(HEARTBEAT_INTERVAL_S))
         try:
-            return await _call_model(self._config, request)
+            if not request.by_reference:
+                return await _call_model(self._config, request)
+            contexts = self._contexts
+            if contexts is None:
+                raise ApplicationError(
+                    "this worker keeps no model contexts; it cannot serve a request by reference",
+                    type="ContextMissing",
+                    non_retryable=True,
+                )
+            try:
+                before = await asyncio.to_thread(contexts.items, request.context)
+            except ContextMissing as error:
+                raise ApplicationError(str(error), type="ContextMissing", non_retryable=True) from None
+            turn = await _call_model(
+                self._config, request.model_copy(update={"items": before + request.items})
+            )
+            turn.context = await asyncio.to_thread(
+                contexts.append, request.context, [*request.items, *turn.items]
+            )
+            return turn
         finally:
             heartbeats.cancel()
 

@@ -73,12 +73,18 @@ class ToolSpec(BaseModel):
 
 
 class ModelRequest(BaseModel):
-    """Input of the model activity."""
+    """Input of the model activity.
+
+    By reference (`by_reference`), `items` are only what is new since the stored context
+    `context` (None: the start); the activity stores the context it leaves and answers its id.
+    """
 
     settings: ModelSettings
     instructions: str
     items: list[ConversationItem]
     tools: list[ToolSpec] = Field(default_factory=list)
+    context: str | None = None
+    by_reference: bool = False
 
 
 class ModelTurn(BaseModel):
@@ -88,6 +94,8 @@ class ModelTurn(BaseModel):
     usage: Usage
     response_id: str | None = None
     model: str | None = None
+    # the stored context after this turn (request context + new items + these items)
+    context: str | None = None
 
     @property
     def function_calls(self) -> list[FunctionCallItem]:

@@ -39,6 +39,7 @@ from temporalio.converter import (
 
 from harness.config import FarlineConfig
 from harness.object_store import ObjectStore
+from harness.stores import open_object_store
 
 
 class PayloadMissing(Exception):
@@ -112,18 +113,8 @@ class ObjectStoreS3Client(S3StorageDriverClient):
 def payload_driver(config: FarlineConfig) -> StorageDriver:
     if config.effective_payload_store == "local":
         return LocalPayloadDriver(config.payloads_dir)
-    from harness.object_store_s3 import S3ObjectStore  # boto3 loads only when S3 is used
-
+    objects = open_object_store(config, "s3", config.payloads_dir, s3_subprefix="payloads")
     assert config.s3_bucket is not None  # checked by FarlineConfig
-    secret = config.s3_secret_access_key
-    objects = S3ObjectStore(
-        bucket=config.s3_bucket,
-        prefix=f"{config.s3_prefix.rstrip('/')}/payloads/".lstrip("/"),
-        endpoint_url=config.s3_endpoint_url,
-        region=config.s3_region,
-        access_key_id=config.s3_access_key_id,
-        secret_access_key=secret.get_secret_value() if secret is not None else None,
-    )
     return S3StorageDriver(client=ObjectStoreS3Client(objects), bucket=config.s3_bucket)
 
 

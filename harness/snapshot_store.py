@@ -26,8 +26,9 @@ import zstandard
 from pydantic import BaseModel, ValidationError
 
 from harness.config import FarlineConfig
-from harness.object_store import LocalDirectoryStore, ObjectMissing, ObjectStore
+from harness.object_store import ObjectMissing, ObjectStore
 from harness.snapshot_tree import SnapshotInvalid, SnapshotRecord, SnapshotTree, TreeEntry
+from harness.stores import open_run_store
 
 log = structlog.get_logger(__name__)
 
@@ -238,19 +239,4 @@ class SnapshotStore:
 
 def open_snapshot_store(config: FarlineConfig) -> SnapshotStore:
     """The store the worker's settings name (FARLINE_SNAPSHOT_STORE and the FARLINE_S3_* settings)."""
-    if config.snapshot_store == "local":
-        return SnapshotStore(LocalDirectoryStore(config.snapshots_dir))
-    from harness.object_store_s3 import S3ObjectStore  # boto3 loads only when S3 is used
-
-    assert config.s3_bucket is not None  # checked by FarlineConfig
-    secret = config.s3_secret_access_key
-    return SnapshotStore(
-        S3ObjectStore(
-            bucket=config.s3_bucket,
-            prefix=config.s3_prefix,
-            endpoint_url=config.s3_endpoint_url,
-            region=config.s3_region,
-            access_key_id=config.s3_access_key_id,
-            secret_access_key=secret.get_secret_value() if secret is not None else None,
-        )
-    )
+    return SnapshotStore(open_run_store(config))

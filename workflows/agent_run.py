@@ -222,6 +222,11 @@ class AgentRun:
         items: list[ConversationItem],
     ) -> str | None:
         model_settings = agent.model.merged_with(request.model)
+        # runs recorded before contexts went by reference replay sending the whole context
+        by_reference = workflow.patched("context-by-reference")
+        context: str | None = None
+        # items[:stored] are in the stored context `context`
+        stored = 0
         while True:
             if self._status.turn >= request.max_turns:
                 self._set(state=RunState.MAX_TURNS_REACHED)
@@ -243,9 +248,11 @@ class AgentRun:
                 ModelRequest(
                     settings=model_settings,
                     instructions=agent.instructions,
-                    items=items,
+                    items=items[stored:] if by_reference else items,
                     tools=offered_specs(workspace.tools, bool(model_settings.freeform_apply_patch))
                     + app_tools.specs,
+                    context=context,
+                    by_reference=by_reference,
                 ),
                 result_type=ModelTurn,
                 start_to_close_timeout=MODEL_CALL_TIMEOUT,
@@ -255,6 +262,8 @@ class AgentRun:
             )
             self._status.usage = self._status.usage.plus(model_turn.usage)
             items.extend(model_turn.items)
+            if by_reference:
+                context, stored = model_turn.context, len(items)
             calls = model_turn.function_calls
             if not calls:
                 self._set(state=RunState.COMPLETED)
