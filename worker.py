@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agents import AgentActivities
+from activities.compaction import CompactionActivities
 from activities.exec_session import ExecActivities
 from activities.function_tools import FunctionToolActivities
 from activities.image import ImageActivities
@@ -86,7 +87,9 @@ def build_worker(
     images = ImageActivities(providers)
     patches = PatchActivities(providers)
     agents = AgentActivities(registry or default_registry())
-    model = ModelActivities(config, ContextStore(open_run_store(config)))
+    contexts = ContextStore(open_run_store(config))
+    model = ModelActivities(config, contexts)
+    compaction = CompactionActivities(config, contexts)
     app = FunctionToolActivities(function_tools)
     # a graceful stop lets running commands finish their current poll; their processes
     # live on in the sandbox and the next worker on this machine attaches to them
@@ -107,6 +110,7 @@ def build_worker(
         activities=[
             agents.resolve_agent,
             model.call_model,
+            compaction.compact_context,
             sandbox.create_sandbox,
             app.run_function_tool,
             search_attributes_ready_activity,

@@ -27,6 +27,7 @@ from activities.chat_format import (
     to_chat_messages,
     to_chat_tools,
 )
+from harness.compaction import estimate_tokens
 from harness.config import FarlineConfig
 from harness.context_chain import ContextMissing, ContextStore
 from harness.conversation import (
@@ -80,10 +81,10 @@ class ModelActivities:
     async def call_model(self, request: ModelRequest) -> ModelTurn:
         # Heartbeats while the model thinks, so a worker that dies mid-call is noticed in
         # seconds (the heartbeat timeout), not after the call's whole start-to-close timeout.
-        heartbeats = asyncio.create_task(_heartbeat_every(HEARTBEAT_INTERVAL_S))
+        heartbeats = asyncio.create_task(heartbeat_every(HEARTBEAT_INTERVAL_S))
         try:
             if not request.by_reference:
-                return await _call_model(self._config, request)
+                return await model_turn(self._config, request)
             contexts = self._contexts
             if contexts is None:
                 raise ApplicationError(
@@ -95,7 +96,7 @@ class ModelActivities:
                 before = await asyncio.to_thread(contexts.items, request.context)
             except ContextMissing as error:
                 raise ApplicationError(str(error), type="ContextMissing", non_retryable=True) from None
-            turn = await _call_model(
+            turn = await model_turn(
                 self._config, request.model_copy(update={"items": before + request.items})
             )
             turn.context = await asyncio.to_thread(
@@ -109,13 +110,15 @@ class ModelActivities:
 HEARTBEAT_INTERVAL_S = 2.0
 
 
-async def _heartbeat_every(interval_s: float) -> None:
+async def heartbeat_every(interval_s: float) -> None:
+    """Heartbeat the current activity until cancelled."""
     while True:
         activity.heartbeat()
         await asyncio.sleep(interval_s)
 
 
-async def _call_model(config: FarlineConfig, request: ModelRequest) -> ModelTurn:
+async def model_turn(config: FarlineConfig, request: ModelRequest) -> ModelTurn:
+    """One model call (one HTTP request) for a request that carries its whole context."""
     model = request.settings.model or config.model
     api: ModelApi = request.settings.api or config.model_api
     api_key = config.openai_api_key.get_secret_value() if config.openai_api_key else _PLACEHOLDER_API_KEY
@@ -140,6 +143,9 @@ async def _call_model(config: FarlineConfig, request: ModelRequest) -> ModelTurn
             duration_ms=round((time.monotonic() - started) * 1000),
         )
         raise failure from error
+    # what the context will hold after this turn, from the server's count or, without one, estimated
+    reported = turn.usage.input_tokens + turn.usage.output_tokens
+    turn.context_tokens = reported or estimate_tokens([*request.items, *turn.items])
     bound.info(
         "model call",
         tool_calls_out=len(turn.function_calls),

@@ -96,6 +96,8 @@ class ModelTurn(BaseModel):
     model: str | None = None
     # the stored context after this turn (request context + new items + these items)
     context: str | None = None
+    # tokens of the whole context after this turn (the server's count, or an estimate)
+    context_tokens: int = 0
 
     @property
     def function_calls(self) -> list[FunctionCallItem]:

@@ -4,8 +4,10 @@ It replays a `Script` over the real wire formats (Responses API and Chat
 Completions, non-streaming), so the real `openai` client, the model activity
 and the workflow all run without a model provider. The turn it answers is
 derived from the request's content (how many assistant turns the request
-already holds), never from a counter: a retried identical request gets the
-identical answer, and `count_by_turn()` shows how often each turn was asked.
+already holds, plus the turns a compaction summary in it says it replaced),
+never from a counter: a retried identical request gets the identical answer,
+and `count_by_turn()` shows how often each turn was asked. A compaction request
+(Farline's summary prompt) gets a short scripted summary and counts as turn -1.
 
 Run it on its own with `python -m harness.scripted_model SCRIPT.json [--port N]`;
 it prints its base URL on the first line of stdout.
@@ -27,6 +29,8 @@ from typing import Any, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.compaction import COMPACTION_MARKER, turns_replaced
 
 log = structlog.get_logger(__name__)
 
@@ -169,6 +173,23 @@ def _content_text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
+# the turn number a compaction request is counted under
+COMPACTION_TURN = -1
+
+
+def _user_texts(entries: list[Any], key: str) -> list[str]:
+    return [
+        _content_text(entry.get(key))
+        for entry in entries
+        if isinstance(entry, dict) and entry.get("role") == "user"
+    ]
+
+
+def _is_compaction(texts: list[str]) -> bool:
+    """A compaction request: its last user message is Farline's summary prompt."""
+    return bool(texts) and texts[-1].startswith(COMPACTION_MARKER)
+
+
 def _responses_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | None]:
     entries = body.get("input")
     if not isinstance(entries, list):
@@ -179,7 +200,11 @@ def _responses_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | No
         if isinstance(item, dict) and item.get("type") in ("function_call_output", "custom_tool_call_output")
     ]
     last = _content_text(outputs[-1]) if outputs else None
-    return _count_runs(entries, _is_assistant_responses_item), last
+    texts = _user_texts(entries, "content")
+    if _is_compaction(texts):
+        return COMPACTION_TURN, last
+    # after a compaction the context says how many model turns its summary replaced
+    return turns_replaced(texts) + _count_runs(entries, _is_assistant_responses_item), last
 
 
 def _chat_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | None]:
@@ -188,7 +213,10 @@ def _chat_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | None]:
         return 0, None
     outputs = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "tool"]
     last = _content_text(outputs[-1]) if outputs else None
-    return _count_runs(messages, _is_assistant_chat_message), last
+    texts = _user_texts(messages, "content")
+    if _is_compaction(texts):
+        return COMPACTION_TURN, last
+    return turns_replaced(texts) + _count_runs(messages, _is_assistant_chat_message), last
 
 
 # --- writing an answer --------------------------------------------------------------------------
@@ -206,6 +234,12 @@ class _Answer(BaseModel):
 def _answer_for(
     script: Script, turn: int, last_tool_output: str | None, custom_tools: frozenset[str] = frozenset()
 ) -> _Answer:
+    if turn == COMPACTION_TURN:
+        seen = "(no tool output yet)" if last_tool_output is None else last_tool_output.strip()[:300]
+        return _Answer(
+            message=f"Goal: the task. Progress: scripted work. Next steps: go on. Last output seen: {seen}",
+            tool_calls=[],
+        )
     if turn >= len(script.turns):
         return _Answer(message=SCRIPT_ENDED, tool_calls=[])
     scripted = script.turns[turn]
@@ -460,7 +494,7 @@ class ScriptedModelServer:
 
     def _take_failure(self, turn: int) -> ScriptedFailure | None:
         """The next unused failure of this turn, consumed; call with the lock held."""
-        if turn >= len(self.script.turns):
+        if not 0 <= turn < len(self.script.turns):
             return None
         failures = self.script.turns[turn].fail_first
         used = self._failures_used[turn]

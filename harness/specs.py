@@ -106,6 +106,27 @@ class UserSandbox(BaseModel):
     )
 
 
+class CompactionSettings(BaseModel):
+    """When to compact: a share of the model's context window."""
+
+    context_window: int = Field(
+        default=200_000, ge=1_000, description="The model's context window, in tokens."
+    )
+    compact_at: float = Field(
+        default=0.9,
+        gt=0,
+        le=0.9,
+        description="Compact when the context reaches this share of the window (at most 0.9).",
+    )
+    recent_user_tokens: int = Field(
+        default=20_000, ge=0, description="Budget of the most recent user messages kept verbatim."
+    )
+
+    @property
+    def threshold(self) -> int:
+        return int(self.context_window * self.compact_at)
+
+
 class AgentSpec(BaseModel):
     """An agent: its instructions, model, sandbox defaults and the tools it may use."""
 
@@ -116,6 +137,7 @@ class AgentSpec(BaseModel):
     tools: list[str] = Field(
         default_factory=lambda: ["exec_command", "write_stdin", "apply_patch", "view_image"]
     )
+    compaction: CompactionSettings = Field(default_factory=CompactionSettings)
 
 
 class RunRequest(BaseModel):
@@ -130,7 +152,16 @@ class RunRequest(BaseModel):
         default=None,
         description="Run in this existing sandbox instead of one the harness creates; it is never torn down.",
     )
-    max_turns: int = Field(default=50, ge=1, le=10_000)
+    max_turns: int = Field(default=50, ge=1, le=1_000_000)
+    compaction: CompactionSettings | None = Field(
+        default=None, description="When to compact the model's context; default: the agent's settings."
+    )
+    continue_as_new_after_events: int | None = Field(
+        default=None,
+        ge=200,
+        description="Continue as new once the history holds this many events; the run always does when "
+        "Temporal suggests it (near its history limits).",
+    )
     flags: dict[str, bool | str] = Field(
         default_factory=dict,
         description="Feature flags the application's tools see (is_enabled, ToolContext).",
@@ -187,6 +218,11 @@ class RunStatus(BaseModel):
     rehydrations: int = 0
     # `farline pause` was asked; the run pauses after its current turn
     pause_requested: bool = False
+    # context compactions so far, and the last one's token counts ("41,200 -> 3,100 tokens")
+    compactions: int = 0
+    last_compaction: str | None = None
+    # how many times the run continued as new (a fresh history) so far
+    continued_as_new: int = 0
 
 
 class RunResult(BaseModel):

@@ -13,7 +13,7 @@ from temporalio.worker import Replayer
 from harness.config import FarlineConfig
 from harness.payload_storage import LocalPayloadDriver, PayloadMissing, farline_data_converter, payload_driver
 from harness.runs import start_run
-from harness.specs import RunRequest, RunResult, RunState
+from harness.specs import CompactionSettings, RunRequest, RunResult, RunState
 from harness.temporal_client import with_farline_converter
 from tests.script_helpers import exec_call, script, tool_outputs
 from workflows.agent_run import AgentRun
@@ -30,7 +30,11 @@ async def test_a_run_with_outputs_past_temporals_limits_completes(
     server = scripted_model(script(*turns, {"message": "done"}))
     config = make_config(server)
     async with running_worker(config):
-        handle = await start_run(client, config, RunRequest(agent="demo", task="flood"))
+        # a window big enough that no compaction replaces the context: it must travel whole
+        request = RunRequest(
+            agent="demo", task="flood", compaction=CompactionSettings(context_window=2_000_000)
+        )
+        handle = await start_run(client, config, request)
         reader = with_farline_converter(client, config)
         result = await reader.get_workflow_handle(handle.id, result_type=RunResult).result()
 

@@ -20,18 +20,27 @@ from temporalio.exceptions import ApplicationError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
     from harness.conversation import (
-        ConversationItem,
         MessageItem,
         ModelRequest,
         ModelTurn,
     )
     from harness.function_tools import FunctionToolRegistry, RunContext, registry_for
     from harness.search_attributes import FARLINE_AGENT, FARLINE_STATE
-    from harness.specs import AgentSpec, RunRequest, RunResult, RunState, RunStatus
+    from harness.specs import (
+        AgentSpec,
+        CompactionSettings,
+        ModelSettings,
+        RunRequest,
+        RunResult,
+        RunState,
+        RunStatus,
+    )
     from harness.tools import BUILTIN_TOOLS, ToolDefinition, offered_specs
 
 from workflows.app_tools import AppTools
 from workflows.approvals import ApprovalBook
+from workflows.carried_state import CarriedState, ContinuedRun
+from workflows.conversation import Conversation
 from workflows.sandbox_keeper import SandboxKeeper
 from workflows.workspace_tools import WorkspaceTools
 
@@ -138,23 +147,36 @@ class AgentRun:
         )
 
     @workflow.run
-    async def run(self, request: RunRequest) -> RunResult:
-        # runs recorded before search attributes existed replay without them
-        if workflow.patched("search-attributes"):
-            self._search_attributes = await workflow.execute_local_activity(
-                "search_attributes_ready",
-                workflow.info().task_queue,
-                result_type=bool,
-                start_to_close_timeout=timedelta(seconds=10),
+    async def run(self, start: RunRequest | ContinuedRun) -> RunResult:
+        # one argument, whichever way the run began: a request, or a request and its carried state
+        request, carried = (
+            (start.request, start.carried) if isinstance(start, ContinuedRun) else (start, None)
+        )
+        if carried is None:
+            # runs recorded before search attributes existed replay without them
+            if workflow.patched("search-attributes"):
+                self._search_attributes = await workflow.execute_local_activity(
+                    "search_attributes_ready",
+                    workflow.info().task_queue,
+                    result_type=bool,
+                    start_to_close_timeout=timedelta(seconds=10),
+                )
+            agent = await self._resolve_agent(request)
+        else:
+            # a continued run: what ran once per run is not run again
+            agent = carried.agent
+            self._status = carried.status.model_copy(
+                update={"continued_as_new": carried.status.continued_as_new + 1}
             )
-        agent = await self._resolve_agent(request)
+            self._search_attributes = carried.search_attributes
+            self._inbox = list(carried.inbox)
+            self._pause_requested = carried.pause_requested
         self._status.agent = agent.name
         registry = registry_for(workflow.info().task_queue)
         tools = self._enabled_tools(agent, registry)
         app_tools = AppTools(
             registry, agent.tools, RunContext(flags=request.flags, agent=agent.name), self._approvals
         )
-        items: list[ConversationItem] = [MessageItem(role="user", content=request.task)]
 
         # runs recorded before snapshots existed replay with an eager sandbox and no snapshots
         managed = workflow.patched("workspace-snapshots")
@@ -165,19 +187,36 @@ class AgentRun:
             managed=managed,
         )
         self._keeper = keeper
+        if carried is not None:
+            keeper.restore(carried.keeper)
+            workspace = WorkspaceTools(tools, keeper, carried.sessions, carried.next_session_id)
+            conversation = Conversation(
+                True, carried.context, carried.pending, carried.context_length, carried.context_tokens
+            )
+        else:
+            workspace = WorkspaceTools(tools, keeper)
+            # runs recorded before contexts went by reference replay sending the whole context
+            conversation = Conversation(workflow.patched("context-by-reference"))
+            conversation.add(MessageItem(role="user", content=request.task))
         if not managed:
             self._set(waiting_on="sandbox creation")
             await keeper.ensure()
         watcher = asyncio.create_task(keeper.watch(lambda: self._pause_requested)) if managed else None
+        continuing = False
         try:
-            final_message = await self._loop(request, agent, WorkspaceTools(tools, keeper), app_tools, items)
+            final_message = await self._loop(request, agent, workspace, app_tools, conversation)
+        except workflow.ContinueAsNewError:
+            continuing = True
+            raise
         except BaseException as error:
             self._set(state=RunState.CANCELLED if is_cancelled_exception(error) else RunState.FAILED)
             raise
         finally:
             if watcher is not None:
                 watcher.cancel()
-            await keeper.release("end")
+            # the sandbox goes on with the continued run
+            if not continuing:
+                await keeper.release("end")
         self._set()
         return RunResult(
             agent=agent.name,
@@ -219,14 +258,10 @@ class AgentRun:
         agent: AgentSpec,
         workspace: WorkspaceTools,
         app_tools: AppTools,
-        items: list[ConversationItem],
+        conversation: Conversation,
     ) -> str | None:
         model_settings = agent.model.merged_with(request.model)
-        # runs recorded before contexts went by reference replay sending the whole context
-        by_reference = workflow.patched("context-by-reference")
-        context: str | None = None
-        # items[:stored] are in the stored context `context`
-        stored = 0
+        compaction = request.compaction or agent.compaction
         while True:
             if self._status.turn >= request.max_turns:
                 self._set(state=RunState.MAX_TURNS_REACHED)
@@ -234,36 +269,37 @@ class AgentRun:
                 return None
             if self._pause_requested:
                 await self._paused(workspace.keeper)
+            if conversation.by_reference and self._history_is_long(request):
+                await self._continue_as_new(request, agent, workspace, conversation)
             self._status.turn += 1
             turn = self._status.turn
-            items.extend(MessageItem(role="user", content=text) for text in self._inbox)
+            conversation.add(*(MessageItem(role="user", content=text) for text in self._inbox))
             self._inbox.clear()
-            items.extend(
-                MessageItem(role="user", content=f"[farline] {notice}") for notice in workspace.keeper.notices
-            )
-            workspace.keeper.notices.clear()
+            notices = workspace.keeper.notices
+            conversation.add(*(MessageItem(role="user", content=f"[farline] {notice}") for notice in notices))
+            notices.clear()
+            if conversation.needs_compaction(compaction):
+                await self._compact(conversation, model_settings, agent, compaction)
             self._set(state=RunState.CALLING_MODEL, waiting_on="model")
             model_turn = await workflow.execute_activity(
                 "call_model",
                 ModelRequest(
                     settings=model_settings,
                     instructions=agent.instructions,
-                    items=items[stored:] if by_reference else items,
+                    items=conversation.request_items(),
                     tools=offered_specs(workspace.tools, bool(model_settings.freeform_apply_patch))
                     + app_tools.specs,
-                    context=context,
-                    by_reference=by_reference,
+                    context=conversation.context,
+                    by_reference=conversation.by_reference,
                 ),
                 result_type=ModelTurn,
                 start_to_close_timeout=MODEL_CALL_TIMEOUT,
                 heartbeat_timeout=MODEL_HEARTBEAT_TIMEOUT,
                 retry_policy=MODEL_RETRY_POLICY,
-                summary=f"model: turn {turn}, {len(items)} items in",
+                summary=f"model: turn {turn}, {conversation.length} items in",
             )
             self._status.usage = self._status.usage.plus(model_turn.usage)
-            items.extend(model_turn.items)
-            if by_reference:
-                context, stored = model_turn.context, len(items)
+            conversation.after_turn(model_turn)
             calls = model_turn.function_calls
             if not calls:
                 self._set(state=RunState.COMPLETED)
@@ -274,7 +310,7 @@ class AgentRun:
             for call in calls:
                 if call.call_id not in prepared:
                     self._set(waiting_on=WorkspaceTools.summary(call, workspace.tools))
-                    items.append(await workspace.run(turn, call))
+                    conversation.add(await workspace.run(turn, call))
                     continue
                 waiting = self._approvals.pending.get(call.call_id)
                 if waiting is not None:
@@ -285,11 +321,65 @@ class AgentRun:
                     )
                 else:
                     self._set(state=RunState.RUNNING_TOOLS, waiting_on=f"tool: {call.name}")
-                items.append(await app_tools.run(call, prepared[call.call_id]))
+                conversation.add(await app_tools.run(call, prepared[call.call_id]))
                 self._set(state=RunState.RUNNING_TOOLS)
             if workspace.keeper.dirty:
                 self._set(waiting_on="snapshot")
                 await workspace.keeper.snapshot(f"turn {turn}")
+
+    async def _compact(
+        self,
+        conversation: Conversation,
+        settings: ModelSettings,
+        agent: AgentSpec,
+        compaction: CompactionSettings,
+    ) -> None:
+        number = self._status.compactions + 1
+        self._set(state=RunState.CALLING_MODEL, waiting_on=f"compaction {number}")
+        result = await conversation.compact(
+            settings, agent.instructions, compaction, number, self._status.turn - 1
+        )
+        self._status.usage = self._status.usage.plus(result.usage)
+        self._status.compactions = number
+        self._status.last_compaction = f"{result.tokens_before:,} -> {result.tokens_after:,} tokens"
+        workflow.logger.info(
+            "context compacted",
+            extra={"compaction": number, "before": result.tokens_before, "after": result.tokens_after},
+        )
+
+    @staticmethod
+    def _history_is_long(request: RunRequest) -> bool:
+        info = workflow.info()
+        limit = request.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
+        )
+
+    async def _continue_as_new(
+        self, request: RunRequest, agent: AgentSpec, workspace: WorkspaceTools, conversation: Conversation
+    ) -> None:
+        """Start this run again with a fresh history, carrying its state (never returns)."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        keeper = workspace.keeper
+        carried = CarriedState(
+            agent=agent,
+            status=self._status,
+            search_attributes=self._search_attributes,
+            inbox=self._inbox,
+            pause_requested=self._pause_requested,
+            context=conversation.context,
+            pending=conversation.items,
+            context_length=conversation.stored_length,
+            context_tokens=conversation.context_tokens,
+            keeper=keeper.state(),
+            sessions=workspace.sessions,
+            next_session_id=workspace.next_session_id,
+        )
+        workflow.logger.info(
+            "continuing as new",
+            extra={"turn": self._status.turn, "events": workflow.info().get_current_history_length()},
+        )
+        workflow.continue_as_new(ContinuedRun(request=request, carried=carried))
 
     async def _paused(self, keeper: SandboxKeeper) -> None:
         """Wait for `resume`; meanwhile the keeper releases the sandbox (after a snapshot)."""

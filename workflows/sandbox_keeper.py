@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
@@ -49,6 +50,20 @@ SNAPSHOT_RETRY_POLICY = RetryPolicy(
 SNAPSHOT_TIMEOUT = timedelta(minutes=30)
 # snapshot activities heartbeat between batches of at most 64 MiB
 SNAPSHOT_HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+
+
+class KeeperState(BaseModel):
+    """What a keeper carries over a continue-as-new."""
+
+    ref: SandboxRef | None
+    generation: int
+    latest_snapshot: str | None
+    latest_reason: str | None
+    snapshot_count: int
+    rehydrations: int
+    dirty: bool
+    live_sessions: int
+    notices: list[str]
 
 
 def sandbox_lost(error: BaseException) -> bool:
@@ -92,6 +107,13 @@ class SandboxKeeper:
         # what the model must hear before its next call (a sandbox lost between its turns)
         self.notices: list[str] = []
         self._lock = asyncio.Lock()
+
+    def state(self) -> KeeperState:
+        return KeeperState(**{name: getattr(self, name) for name in KeeperState.model_fields})
+
+    def restore(self, state: KeeperState) -> None:
+        for name in KeeperState.model_fields:
+            setattr(self, name, getattr(state, name))
 
     @property
     def snapshots(self) -> bool:

@@ -7,10 +7,10 @@ state, so a worker crash between exec_command and write_stdin loses nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -90,8 +90,7 @@ async def _process_call(
     )
 
 
-@dataclass
-class ExecSession:
+class ExecSession(BaseModel):
     process_id: str
     # output before this byte has been shown to the model
     offset: int
@@ -103,11 +102,18 @@ class ExecSession:
 class WorkspaceTools:
     """The tools of one run, on the sandbox its keeper provides."""
 
-    def __init__(self, tools: dict[str, ToolDefinition], keeper: SandboxKeeper) -> None:
+    def __init__(
+        self,
+        tools: dict[str, ToolDefinition],
+        keeper: SandboxKeeper,
+        sessions: dict[int, ExecSession] | None = None,
+        next_session_id: int = 1,
+    ) -> None:
         self.tools = tools
         self.keeper = keeper
-        self.sessions: dict[int, ExecSession] = {}
-        self._next_session_id = 1
+        # carried over a continue-as-new, like the keeper's state
+        self.sessions: dict[int, ExecSession] = dict(sessions or {})
+        self.next_session_id = next_session_id
 
     async def run(self, turn: int, call: FunctionCallItem) -> FunctionCallOutputItem:
         """The output of one tool call; a call the model got wrong comes back as a tool error."""
@@ -188,8 +194,8 @@ class WorkspaceTools:
         )
         session_id = None
         if result.running:
-            session_id = self._next_session_id
-            self._next_session_id += 1
+            session_id = self.next_session_id
+            self.next_session_id += 1
             self.sessions[session_id] = ExecSession(
                 process_id=process_id,
                 offset=result.next_offset,

@@ -1,0 +1,49 @@
+"""A run of hundreds of turns: compactions keep the context small, continue-as-new keeps history small."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.client import Client
+
+from harness.runs import start_run
+from harness.specs import CompactionSettings, RunRequest, RunResult, RunState, RunStatus
+from harness.temporal_client import with_farline_converter
+from tests.script_helpers import call, script
+
+TURNS = 300
+
+
+async def test_three_hundred_turns_with_compactions_and_continue_as_new(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    turns = [call("list_tasks") for _ in range(TURNS)]
+    server = scripted_model(script(*turns, {"message": "all done: {last_tool_output}"}))
+    config = make_config(server)
+    request = RunRequest(
+        agent="tracker",
+        task="check the tracker, many times",
+        max_turns=TURNS + 1,
+        compaction=CompactionSettings(context_window=6_000, recent_user_tokens=500),
+        continue_as_new_after_events=1_500,
+    )
+    async with running_worker(config):
+        handle = await start_run(client, config, request)
+        reader = with_farline_converter(client, config).get_workflow_handle(handle.id, result_type=RunResult)
+        result = await asyncio.wait_for(reader.result(), timeout=600)
+        status = await reader.query("status", result_type=RunStatus)
+
+    assert result.state is RunState.COMPLETED and result.turns == TURNS + 1
+    assert result.final_message.startswith("all done:")
+    assert status.compactions >= 2 and status.continued_as_new >= 1
+    # every scripted turn was asked exactly once: compactions and new runs lost no turn and
+    # repeated none (compaction requests are counted as turn -1)
+    counts = server.count_by_turn()
+    assert counts.pop(-1) == status.compactions
+    assert counts == dict.fromkeys(range(TURNS + 1), 1)
+    # the model never saw more than the window allows
+    largest = max(len(str(r.body)) for r in server.requests if r.body) // 4
+    assert largest < 6_000
+    # each incarnation's history stayed bounded
+    history = await handle.fetch_history()
+    assert len(history.events) < 1_500 + 100
