@@ -22,6 +22,7 @@ from harness.cli_snapshots import COMMANDS as SNAPSHOT_COMMANDS
 from harness.config import ConfigError, FarlineConfig
 from harness.devserver import DevServerError, port_open, start_dev_server, stop_process
 from harness.logging import configure_logging
+from harness.rollout import rollout as run_rollout
 from harness.runs import describe, follow_run, start_run, web_ui_link
 from harness.scripted_model import DEMO_SCRIPT_PATH, Script, ScriptedModelServer
 from harness.specs import ModelSettings, RunRequest, RunResult, RunStatus, SandboxSettings
@@ -307,6 +308,23 @@ async def _signal(config: FarlineConfig, workflow_id: str, name: str) -> None:
         await client.get_workflow_handle(workflow_id).signal(name)
     except RPCError as error:
         raise click.ClickException(f"cannot signal run {workflow_id!r}: {error.message}") from None
+
+
+@main.command()
+@click.argument("workflow_id")
+def rollout(workflow_id: str) -> None:
+    """Print a run's whole rollout as JSON lines: every model input and output item, compactions,
+    continue-as-new (across all of the run's histories)."""
+    asyncio.run(_rollout(_config(), workflow_id))
+
+
+async def _rollout(config: FarlineConfig, workflow_id: str) -> None:
+    client = await connect(config)
+    try:
+        async for line in run_rollout(client, workflow_id):
+            click.echo(json.dumps(line))
+    except LookupError as error:
+        raise click.ClickException(str(error)) from None
 
 
 for _command in SNAPSHOT_COMMANDS:

@@ -91,6 +91,7 @@ log = structlog.get_logger(__name__)
 
 # written first by destroy(): the sandbox counts as gone while it is being torn down
 _DESTROYING = "destroying"
+_REMOVE_ATTEMPTS = 5
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 # Isolated mode without site-packages: the supervisor needs only the standard library. It
 # is imported rather than run as a script, so that its cached bytecode is used.
@@ -327,10 +328,21 @@ class LocalProvider:
     def _remove_tree(self, sandbox: Path) -> None:
         def make_writable_and_retry(function: Callable[[str], object], path: str, _exc: object) -> None:
             # a sandbox running as the worker's own user may leave read-only directories
-            os.chmod(os.path.dirname(path), 0o700)
-            function(path)
+            try:
+                os.chmod(os.path.dirname(path), 0o700)
+                function(path)
+            except FileNotFoundError:
+                pass  # removed meanwhile
 
-        shutil.rmtree(sandbox, onerror=make_writable_and_retry)
+        # a supervisor that is just ending may still write its last files while the tree goes
+        for attempt in range(_REMOVE_ATTEMPTS):
+            try:
+                shutil.rmtree(sandbox, onerror=make_writable_and_retry)
+                return
+            except OSError as error:
+                if error.errno != errno.ENOTEMPTY or attempt == _REMOVE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1)
 
     # -- processes -----------------------------------------------------------------------------------
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 
 from temporalio.client import Client
 
+from harness.rollout import rollout
 from harness.runs import start_run
 from harness.specs import CompactionSettings, RunRequest, RunResult, RunState, RunStatus
 from harness.temporal_client import with_farline_converter
 from tests.script_helpers import call, script
+from tests.test_cli import run_command
 
 TURNS = 300
 
@@ -47,3 +51,29 @@ async def test_three_hundred_turns_with_compactions_and_continue_as_new(
     # each incarnation's history stayed bounded
     history = await handle.fetch_history()
     assert len(history.events) < 1_500 + 100
+
+    # the rollout is whole across compactions and new runs: every call and every result once
+    lines = [line async for line in rollout(with_farline_converter(client, config), handle.id)]
+    calls = [
+        line["item"]["call_id"] for line in lines if line["kind"] == "output" and "call_id" in line["item"]
+    ]
+    results = [
+        line["item"]["call_id"]
+        for line in lines
+        if line["kind"] == "input" and line["item"]["type"] == "function_call_output"
+    ]
+    assert len(calls) == TURNS and calls == results
+    assert sorted({line["turn"] for line in lines if line["kind"] == "usage"}) == list(range(1, TURNS + 2))
+    assert sum(line["kind"] == "compaction" for line in lines) == status.compactions
+    assert sum(line["kind"] == "continued_as_new" for line in lines) == status.continued_as_new
+    assert lines[-2]["item"]["content"].startswith("all done:")
+    # the same from the CLI
+    code, output = await run_command(
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "rollout",
+        handle.id,
+        env={"FARLINE_TEMPORAL_ADDRESS": config.temporal_address, "FARLINE_DATA_DIR": str(config.data_dir)},
+    )
+    assert code == 0 and [json.loads(text) for text in output.splitlines()] == lines
