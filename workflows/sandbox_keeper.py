@@ -276,7 +276,6 @@ class SandboxKeeper:
             await self._snapshot(reason)
             if self.ref is None or ref.owner != "harness":
                 return
-            self.ref = None
             try:
                 await workflow.execute_activity(
                     "destroy_sandbox",
@@ -290,6 +289,9 @@ class SandboxKeeper:
                 if not sandbox_lost(error):
                     raise
                 workflow.logger.info("sandbox already gone at tear down", extra={"reason": reason})
+            finally:
+                # the status shows no sandbox only once it is gone
+                self.ref = None
 
     async def watch(self, paused: Callable[[], bool]) -> None:
         """Background task: release the sandbox while the run is paused or the sandbox sits idle."""
