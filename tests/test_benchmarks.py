@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
         ("bench/loop_overhead.py", {"ms_per_turn", "ratio"}),
         ("bench/tools.py", {"ms", "ratio"}),
         ("bench/snapshot.py", {"seconds", "speedup"}),
+        ("bench/long_run.py", {"bytes_per_turn", "ms_per_turn", "history_bytes_total", "ratio"}),
     ],
 )
 def test_benchmark_prints_json_lines(script: str, keys: set[str]) -> None:
@@ -26,6 +27,7 @@ def test_benchmark_prints_json_lines(script: str, keys: set[str]) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(line) for line in run.stdout.splitlines()]
-    assert lines and all(line["bench"] in ("loop_overhead", "tools", "snapshot") for line in lines)
+    benches = ("loop_overhead", "tools", "snapshot", "long_run")
+    assert lines and all(line["bench"] in benches for line in lines)
     seen = set().union(*(line.keys() for line in lines))
     assert keys <= seen
