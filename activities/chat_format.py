@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from harness.conversation import (
+    CompactionItem,
     ConversationItem,
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -33,6 +34,8 @@ def to_chat_messages(instructions: str, items: list[ConversationItem]) -> list[d
     # a chat tool message holds text only: a tool's images follow the run of tool messages
     pending_images: list[ImageInput] = []
     for item in items:
+        if isinstance(item, CompactionItem):
+            continue  # a Responses API item; model_turn refuses server compaction on chat
         if pending_images and not isinstance(item, FunctionCallOutputItem):
             messages.append(_image_message(pending_images))
             pending_images = []

@@ -31,6 +31,7 @@ from harness.compaction import estimate_tokens
 from harness.config import FarlineConfig
 from harness.context_chain import ContextMissing, ContextStore
 from harness.conversation import (
+    CompactionItem,
     ConversationItem,
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -38,6 +39,7 @@ from harness.conversation import (
     ModelRequest,
     ModelTurn,
     ToolSpec,
+    since_last_compaction,
 )
 from harness.specs import ModelApi, Usage
 
@@ -99,9 +101,11 @@ class ModelActivities:
             turn = await model_turn(
                 self._config, request.model_copy(update={"items": before + request.items})
             )
-            turn.context = await asyncio.to_thread(
-                contexts.append, request.context, [*request.items, *turn.items]
-            )
+            parent, stored = request.context, [*request.items, *turn.items]
+            if any(isinstance(item, CompactionItem) for item in turn.items):
+                # the server compacted: the context starts again from its compaction item
+                parent, stored = None, since_last_compaction([*before, *stored])
+            turn.context = await asyncio.to_thread(contexts.append, parent, stored)
             return turn
         finally:
             heartbeats.cancel()
@@ -127,6 +131,13 @@ async def model_turn(config: FarlineConfig, request: ModelRequest) -> ModelTurn:
     bound = log.bind(
         workflow_id=info.workflow_id, attempt=info.attempt, model=model, api=api, items_in=len(request.items)
     )
+    if api == "chat" and request.server_compaction_threshold is not None:
+        raise ApplicationError(
+            "server-side compaction (compaction mode 'server') needs the Responses API; "
+            "set FARLINE_MODEL_API=responses or use compaction mode 'farline'",
+            type=REJECTED_ERROR_TYPE,
+            non_retryable=True,
+        )
     client = _client(base_url, api_key, config.model_timeout_s)
     started = time.monotonic()
     try:
@@ -163,13 +174,18 @@ async def _call_responses(client: openai.AsyncOpenAI, model: str, request: Model
     # The conversation goes in extra_body: the client's typed-dict transform of `input`
     # costs ~2 ms per item per call (100 ms a call at 60 turns); the wire body is the same.
     strict = bool(request.settings.strict_function_tools)
+    body: dict[str, Any] = {
+        "input": [_responses_input(item) for item in since_last_compaction(request.items)],
+        "tools": [_responses_tool(tool, strict) for tool in request.tools],
+    }
+    if request.server_compaction_threshold is not None:
+        body["context_management"] = [
+            {"type": "compaction", "compact_threshold": request.server_compaction_threshold}
+        ]
     response = await client.responses.create(
         model=model,
         instructions=request.instructions,
-        extra_body={
-            "input": [_responses_input(item) for item in request.items],
-            "tools": [_responses_tool(tool, strict) for tool in request.tools],
-        },
+        extra_body=body,
         **request.settings.sampling_params(max_tokens_name="max_output_tokens"),
     )
     items: list[ConversationItem] = []
@@ -183,6 +199,8 @@ async def _call_responses(client: openai.AsyncOpenAI, model: str, request: Model
             items.append(
                 FunctionCallItem(call_id=output.call_id, name=output.name, arguments=output.arguments)
             )
+        elif output.type == "compaction":
+            items.append(CompactionItem(encrypted_content=output.encrypted_content, id=output.id))
         elif output.type == "custom_tool_call":
             items.append(
                 FunctionCallItem(
@@ -206,6 +224,8 @@ async def _call_responses(client: openai.AsyncOpenAI, model: str, request: Model
 
 
 def _responses_input(item: ConversationItem) -> dict[str, Any]:
+    if isinstance(item, CompactionItem):
+        return item.model_dump(exclude_none=True)
     if isinstance(item, FunctionCallItem) and item.freeform:
         return {
             "type": "custom_tool_call",

@@ -51,9 +51,26 @@ class FunctionCallOutputItem(BaseModel):
     freeform: bool = False
 
 
+class CompactionItem(BaseModel):
+    """The Responses API's server-side compaction: an opaque, encrypted summary of what came
+    before it; sent back as it is, it replaces every earlier item."""
+
+    type: Literal["compaction"] = "compaction"
+    encrypted_content: str
+    id: str | None = None
+
+
 ConversationItem = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem, Field(discriminator="type")
+    MessageItem | FunctionCallItem | FunctionCallOutputItem | CompactionItem, Field(discriminator="type")
 ]
+
+
+def since_last_compaction(items: list[ConversationItem]) -> list[ConversationItem]:
+    """The items from the newest server-side compaction item on (it stands for the rest)."""
+    for index in range(len(items) - 1, -1, -1):
+        if isinstance(items[index], CompactionItem):
+            return items[index:]
+    return items
 
 
 class ToolSpec(BaseModel):
@@ -85,6 +102,8 @@ class ModelRequest(BaseModel):
     tools: list[ToolSpec] = Field(default_factory=list)
     context: str | None = None
     by_reference: bool = False
+    # the Responses API compacts the context on the server from this many tokens (None: it does not)
+    server_compaction_threshold: int | None = None
 
 
 class ModelTurn(BaseModel):

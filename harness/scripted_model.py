@@ -177,6 +177,14 @@ def _content_text(content: Any) -> str:
 COMPACTION_TURN = -1
 
 
+def _compact_threshold(body: dict[str, Any]) -> int | None:
+    """The `compact_threshold` of a Responses request's `context_management`, if it asks for one."""
+    for entry in body.get("context_management") or []:
+        if isinstance(entry, dict) and entry.get("type") == "compaction":
+            return int(entry.get("compact_threshold") or 0)
+    return None
+
+
 def _user_texts(entries: list[Any], key: str) -> list[str]:
     return [
         _content_text(entry.get(key))
@@ -203,6 +211,12 @@ def _responses_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | No
     texts = _user_texts(entries, "content")
     if _is_compaction(texts):
         return COMPACTION_TURN, last
+    # a (scripted) server-side compaction item stands for the turns before it
+    for index in range(len(entries) - 1, -1, -1):
+        entry = entries[index]
+        if isinstance(entry, dict) and entry.get("type") == "compaction":
+            replaced = int(str(entry.get("encrypted_content", "")).rpartition(":")[2] or 0)
+            return replaced + _count_runs(entries[index + 1 :], _is_assistant_responses_item), last
     # after a compaction the context says how many model turns its summary replaced
     return turns_replaced(texts) + _count_runs(entries, _is_assistant_responses_item), last
 
@@ -489,7 +503,17 @@ class ScriptedModelServer:
         model = str(body.get("model") or self.script.model)
         input_bytes = len(json.dumps(body))
         build = _responses_payload if api == "responses" else _chat_payload
-        reply = _Reply(status=200, payload=build(response_id, model, answer, input_bytes))
+        payload = build(response_id, model, answer, input_bytes)
+        threshold = _compact_threshold(body) if api == "responses" else None
+        if threshold is not None and _estimate_tokens(input_bytes) >= threshold:
+            # server-side compaction, as the Responses API does it: an opaque item first
+            compaction = {
+                "type": "compaction",
+                "id": f"cmp_{response_id}",
+                "encrypted_content": f"scripted:{turn}",
+            }
+            payload["output"].insert(0, compaction)
+        reply = _Reply(status=200, payload=payload)
         return self._record("POST", path, body, turn, reply)
 
     def _take_failure(self, turn: int) -> ScriptedFailure | None:

@@ -118,6 +118,11 @@ class CompactionSettings(BaseModel):
         le=0.9,
         description="Compact when the context reaches this share of the window (at most 0.9).",
     )
+    mode: Literal["farline", "server"] = Field(
+        default="farline",
+        description="'farline': a compaction activity writes a handoff summary; 'server': the Responses "
+        "API compacts on the server (context_management) into an opaque item kept in the context.",
+    )
     recent_user_tokens: int = Field(
         default=20_000, ge=0, description="Budget of the most recent user messages kept verbatim."
     )

@@ -77,3 +77,28 @@ async def test_three_hundred_turns_with_compactions_and_continue_as_new(
         env={"FARLINE_TEMPORAL_ADDRESS": config.temporal_address, "FARLINE_DATA_DIR": str(config.data_dir)},
     )
     assert code == 0 and [json.loads(text) for text in output.splitlines()] == lines
+
+
+async def test_server_side_compaction_keeps_the_opaque_item_and_drops_what_it_replaced(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    turns = 60
+    server = scripted_model(script(*[call("list_tasks") for _ in range(turns)], {"message": "done"}))
+    config = make_config(server)
+    window = CompactionSettings(context_window=6_000, mode="server")
+    request = RunRequest(agent="tracker", task="server compaction", max_turns=turns + 1, compaction=window)
+    async with running_worker(config):
+        handle = await start_run(client, config, request)
+        result = await asyncio.wait_for(handle.result(), timeout=300)
+        status = await handle.query("status", result_type=RunStatus)
+
+    assert result.state is RunState.COMPLETED and result.turns == turns + 1
+    assert status.compactions >= 2 and status.last_compaction.startswith("server-side")
+    # no Farline compaction call was made, every turn was asked once
+    assert server.count_by_turn() == dict.fromkeys(range(turns + 1), 1)
+    bodies = [r.body for r in server.requests if r.body]
+    assert all(body["context_management"][0]["compact_threshold"] == window.threshold for body in bodies)
+    # after the server compacted, each request starts from its compaction item, nothing before it
+    compacted = [body for body in bodies if any(entry.get("type") == "compaction" for entry in body["input"])]
+    assert compacted and all(body["input"][0]["type"] == "compaction" for body in compacted)
+    assert max(len(str(body["input"])) for body in bodies) // 4 < window.context_window

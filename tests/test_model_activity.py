@@ -300,3 +300,9 @@ async def test_strict_function_tools_are_sent_with_their_strict_schema(serve: Se
     sent = server.requests[-1].body["tools"][0]
     sent = sent if api == "responses" else sent["function"]
     assert sent["strict"] is True and sent["parameters"]["additionalProperties"] is False
+
+
+async def test_server_side_compaction_is_refused_on_chat_completions() -> None:
+    chat = request(api="chat").model_copy(update={"server_compaction_threshold": 1000})
+    error = await rejected(chat)
+    assert error.non_retryable and "needs the Responses API" in error.message

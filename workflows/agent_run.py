@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
     from harness.conversation import (
+        CompactionItem,
         MessageItem,
         ModelRequest,
         ModelTurn,
@@ -291,6 +292,7 @@ class AgentRun:
                     + app_tools.specs,
                     context=conversation.context,
                     by_reference=conversation.by_reference,
+                    server_compaction_threshold=compaction.threshold if compaction.mode == "server" else None,
                 ),
                 result_type=ModelTurn,
                 start_to_close_timeout=MODEL_CALL_TIMEOUT,
@@ -300,6 +302,9 @@ class AgentRun:
             )
             self._status.usage = self._status.usage.plus(model_turn.usage)
             conversation.after_turn(model_turn)
+            if any(isinstance(item, CompactionItem) for item in model_turn.items):
+                self._status.compactions += 1
+                self._status.last_compaction = f"server-side, {model_turn.usage.input_tokens:,} tokens in"
             calls = model_turn.function_calls
             if not calls:
                 self._set(state=RunState.COMPLETED)

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.compaction import CompactionRequest, CompactionResult
     from harness.compaction import estimate_tokens
-    from harness.conversation import ConversationItem, ModelTurn
+    from harness.conversation import CompactionItem, ConversationItem, ModelTurn, since_last_compaction
     from harness.specs import CompactionSettings, ModelSettings
 
 COMPACTION_TIMEOUT = timedelta(minutes=15)
@@ -58,16 +58,22 @@ class Conversation:
         return self.items
 
     def after_turn(self, turn: ModelTurn) -> None:
+        """Take a model turn in (a server-side compaction in it restarts the context)."""
         self.context_tokens = turn.context_tokens
+        compacted = any(isinstance(item, CompactionItem) for item in turn.items)
         if not self.by_reference:
-            self.items.extend(turn.items)
+            self.items = since_last_compaction([*self.items, *turn.items])
             return
-        self.stored_length += len(self.items) + len(turn.items)
+        if compacted:
+            self.stored_length = len(since_last_compaction(turn.items))
+        else:
+            self.stored_length += len(self.items) + len(turn.items)
         self.context = turn.context
         self.items = []
 
     def needs_compaction(self, settings: CompactionSettings) -> bool:
-        if not self.by_reference:
+        """Whether Farline must compact before the next call (never in 'server' mode)."""
+        if not self.by_reference or settings.mode != "farline":
             return False
         return self.context_tokens + estimate_tokens(self.items) >= settings.threshold
 
