@@ -531,9 +531,15 @@ class _StrictSchema:
 _REGISTRIES_BY_TASK_QUEUE: dict[str, FunctionToolRegistry] = {}
 
 
+_LATEST = "\0latest"
+
+
 def install_registry(task_queue: str, registry: FunctionToolRegistry) -> None:
     _REGISTRIES_BY_TASK_QUEUE[task_queue] = registry
+    # a Replayer runs workflows on a queue of its own: it gets the registry installed last
+    _REGISTRIES_BY_TASK_QUEUE[_LATEST] = registry
 
 
 def registry_for(task_queue: str) -> FunctionToolRegistry:
-    return _REGISTRIES_BY_TASK_QUEUE.get(task_queue) or FunctionToolRegistry()
+    found = _REGISTRIES_BY_TASK_QUEUE.get(task_queue) or _REGISTRIES_BY_TASK_QUEUE.get(_LATEST)
+    return found or FunctionToolRegistry()

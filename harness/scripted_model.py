@@ -112,6 +112,11 @@ class Script(BaseModel):
     description: str = ""
     model: str = Field(default="farline-scripted", description="The model GET /v1/models lists.")
     turns: list[ScriptTurn]
+    compaction_fail_first: list[ScriptedFailure] = Field(
+        default_factory=list,
+        description="Errors answered to the run's first compaction requests, in order (e.g. a 400 "
+        "saying the context is too long).",
+    )
 
     @classmethod
     def from_file(cls, path: str | Path) -> Script:
@@ -518,9 +523,12 @@ class ScriptedModelServer:
 
     def _take_failure(self, turn: int) -> ScriptedFailure | None:
         """The next unused failure of this turn, consumed; call with the lock held."""
-        if not 0 <= turn < len(self.script.turns):
+        if turn == COMPACTION_TURN:
+            failures = self.script.compaction_fail_first
+        elif 0 <= turn < len(self.script.turns):
+            failures = self.script.turns[turn].fail_first
+        else:
             return None
-        failures = self.script.turns[turn].fail_first
         used = self._failures_used[turn]
         if used >= len(failures):
             return None

@@ -13,9 +13,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from harness.approvals import UserMessage
+from harness.function_tools import FunctionToolRegistry, install_registry
 from harness.runs import start_run
 from harness.scripted_model import Script
 from harness.specs import AgentSpec, RunRequest, RunState, RunStatus
+from harness.task_tracker import TaskTracker, tracker_tools
 from workflows.agent_run import AgentRun
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -213,8 +215,10 @@ async def test_unknown_agent_fails_the_run_with_a_readable_error(
     assert server.requests == []
 
 
-async def test_committed_histories_replay_without_nondeterminism() -> None:
+async def test_committed_histories_replay_without_nondeterminism(tmp_path: Path) -> None:
     """Histories recorded by earlier versions (FARLINE_RECORD_HISTORIES=1) still replay."""
+    # the workflow reads the application's tools (the tracker's, in some histories) from the registry
+    install_registry("replay", FunctionToolRegistry(tracker_tools(TaskTracker(tmp_path / "tracker.sqlite"))))
     histories = sorted(HISTORIES.glob("*.json"))
     assert histories, "no recorded history to replay"
     replayer = Replayer(workflows=[AgentRun], data_converter=pydantic_data_converter)

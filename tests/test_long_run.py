@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from pathlib import Path
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
-from harness.rollout import rollout
+from harness.rollout import rollout, run_ids
 from harness.runs import start_run
+from harness.scripted_model import Script
 from harness.specs import CompactionSettings, RunRequest, RunResult, RunState, RunStatus
 from harness.temporal_client import with_farline_converter
 from tests.script_helpers import call, script
 from tests.test_cli import run_command
+from workflows.agent_run import AgentRun
 
 TURNS = 300
+HISTORIES = Path(__file__).parent / "histories"
 
 
 async def test_three_hundred_turns_with_compactions_and_continue_as_new(
@@ -102,3 +109,71 @@ async def test_server_side_compaction_keeps_the_opaque_item_and_drops_what_it_re
     compacted = [body for body in bodies if any(entry.get("type") == "compaction" for entry in body["input"])]
     assert compacted and all(body["input"][0]["type"] == "compaction" for body in compacted)
     assert max(len(str(body["input"])) for body in bodies) // 4 < window.context_window
+
+
+async def test_a_long_history_with_compaction_and_continue_as_new_replays(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    """Every incarnation of a compacted, continued run replays; FARLINE_RECORD_HISTORIES=1 keeps the
+    first two in tests/histories/ so later code must replay them too."""
+    turns = 40
+    server = scripted_model(script(*[call("list_tasks") for _ in range(turns)], {"message": "done"}))
+    config = make_config(server)
+    request = RunRequest(
+        agent="tracker",
+        task="a long history",
+        max_turns=turns + 1,
+        compaction=CompactionSettings(context_window=3_000, recent_user_tokens=200),
+        continue_as_new_after_events=200,
+    )
+    async with running_worker(config):
+        handle = await start_run(client, config, request)
+        result = await asyncio.wait_for(handle.result(), timeout=300)
+        status = await handle.query("status", result_type=RunStatus)
+    assert result.state is RunState.COMPLETED
+    assert status.compactions >= 1 and status.continued_as_new >= 1
+
+    replayer = Replayer(workflows=[AgentRun], data_converter=pydantic_data_converter)
+    histories = [
+        await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
+        for run_id in await run_ids(client, handle.id)
+    ]
+    assert len(histories) == status.continued_as_new + 1
+    for history in histories:
+        await replayer.replay_workflow(history)
+    if os.environ.get("FARLINE_RECORD_HISTORIES"):
+        for index, history in enumerate(histories[:2]):
+            (HISTORIES / f"agent_run_v6_long_run_part{index + 1}.json").write_text(history.to_json())
+
+
+async def test_a_summary_request_that_overflows_drops_the_oldest_items_and_retries(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    turns = 30
+    too_long = {"status": 400, "message": "maximum context length is 3000 tokens (context_length_exceeded)"}
+    server = scripted_model(
+        Script.model_validate(
+            {
+                "turns": [call("list_tasks") for _ in range(turns)] + [{"message": "done"}],
+                "compaction_fail_first": [too_long, too_long],
+            }
+        )
+    )
+    config = make_config(server)
+    request = RunRequest(
+        agent="tracker",
+        task="overflowing summaries",
+        max_turns=turns + 1,
+        compaction=CompactionSettings(context_window=3_000, recent_user_tokens=200),
+    )
+    async with running_worker(config):
+        handle = await start_run(client, config, request)
+        result = await asyncio.wait_for(handle.result(), timeout=300)
+    assert result.state is RunState.COMPLETED
+
+    compactions = [line async for line in rollout(client, handle.id) if line["kind"] == "compaction"]
+    # the first summary request was refused twice as too long; the third, shorter, went through
+    assert compactions[0]["dropped_items"] > 0
+    assert all(later["dropped_items"] == 0 for later in compactions[1:])
+    refused = [r for r in server.requests if r.turn == -1 and r.status == 400]
+    assert len(refused) == 2
