@@ -60,6 +60,10 @@ def restore_to_directory(store: SnapshotStore, snapshot_id: str, target: Path) -
         if target.exists():
             target.rmdir()
         staging.rename(target)
+        # the staging directory was private; the result gets the mode a new directory would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(target, 0o777 & ~umask)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

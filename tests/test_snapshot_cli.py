@@ -97,6 +97,7 @@ async def test_runs_snapshot_into_the_store_and_the_cli_restores_them(
     assert restored.exit_code == 0, restored.output
     assert (target / "out" / "report.txt").read_text() == "report\nmore\n"
     assert os.stat(target / "run.sh").st_mode & 0o777 == 0o755
+    assert os.stat(target).st_mode & 0o777 == 0o777 & ~_umask()
     assert (target / "empty").is_dir() and not any((target / "empty").iterdir())
     assert os.readlink(target / "venv" / "bin" / "python3").startswith("/")
     assert len((target / "out" / "data.bin").read_bytes()) == 3_000_000
@@ -158,3 +159,9 @@ def test_s3_store_needs_a_bucket() -> None:
         FarlineConfig.from_env({"FARLINE_SNAPSHOT_STORE": "ftp"})
     result = CliRunner().invoke(main, ["gc"], env={"FARLINE_SNAPSHOT_STORE": "s3", "FARLINE_S3_BUCKET": ""})
     assert result.exit_code != 0 and "FARLINE_S3_BUCKET" in result.output
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
