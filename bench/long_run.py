@@ -30,9 +30,7 @@ with workflow.unsafe.imports_passed_through():
     import asyncio
     import json
     import logging
-    import os
     import statistics
-    import sys
     import tempfile
     import time
     import uuid
@@ -44,11 +42,11 @@ with workflow.unsafe.imports_passed_through():
 
     from google.protobuf.message import Message
     from pydantic import BaseModel
+    from quiet_dev_server import start_quiet_dev_server
     from temporalio.api.enums.v1 import EventType
     from temporalio.api.history.v1 import HistoryEvent
     from temporalio.client import Client
     from temporalio.common import RetryPolicy
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
@@ -64,7 +62,6 @@ with workflow.unsafe.imports_passed_through():
         ModelRequest,
         ModelTurn,
     )
-    from harness.devserver import temporal_binary
     from harness.function_tools import FunctionToolRegistry, RunContext
     from harness.logging import configure_logging
     from harness.runs import start_run
@@ -243,27 +240,23 @@ def is_model_call(event: HistoryEvent) -> bool:
     )
 
 
+def emit_trend(run: str, spans: dict[str, dict[str, Any]]) -> None:
+    """The first and last spans of a run, and how bytes and time per turn moved between them."""
+    for name, values in spans.items():
+        emit(run=run, span=name, **values)
+    for measure in ("bytes_per_turn", "ms_per_turn"):
+        emit(
+            run=run,
+            metric=f"last_over_first_{measure}",
+            ratio=ratio(spans["last"][measure], spans["first"][measure]),
+        )
+
+
 def mean(values: list[float] | list[int]) -> float:
     return statistics.fmean(values) if values else 0.0
 
 
 # --- the two runs -------------------------------------------------------------------------------
-
-
-async def start_quiet_dev_server() -> WorkflowEnvironment:
-    """The dev server prints a banner on stdout; keep stdout for the JSON lines."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        return await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(),
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-        )
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def make_config(env: WorkflowEnvironment, data_dir: Path, server: ScriptedModelServer) -> FarlineConfig:
@@ -426,18 +419,7 @@ async def main() -> None:
         external_payloads=farline.external_payloads,
         **extremes(stats, turns),
     )
-    for name, values in farline_windows.items():
-        emit(run="farline", span=name, **values)
-    emit(
-        run="farline",
-        metric="last_over_first_bytes_per_turn",
-        ratio=ratio(farline_windows["last"]["bytes_per_turn"], farline_windows["first"]["bytes_per_turn"]),
-    )
-    emit(
-        run="farline",
-        metric="last_over_first_ms_per_turn",
-        ratio=ratio(farline_windows["last"]["ms_per_turn"], farline_windows["first"]["ms_per_turn"]),
-    )
+    emit_trend("farline", farline_windows)
 
     naive_width = min(width, naive_turns)
     naive_windows = windows(naive, naive_turns, naive_width)
@@ -455,18 +437,7 @@ async def main() -> None:
         payloads_over_256kib=naive.payloads_over_threshold,
         **extremes(naive, naive_turns),
     )
-    for name, values in naive_windows.items():
-        emit(run="naive", span=name, **values)
-    emit(
-        run="naive",
-        metric="last_over_first_bytes_per_turn",
-        ratio=ratio(naive_windows["last"]["bytes_per_turn"], naive_windows["first"]["bytes_per_turn"]),
-    )
-    emit(
-        run="naive",
-        metric="last_over_first_ms_per_turn",
-        ratio=ratio(naive_windows["last"]["ms_per_turn"], naive_windows["first"]["ms_per_turn"]),
-    )
+    emit_trend("naive", naive_windows)
 
     # the same turns of both runs: the naive loop's last window, and everything it ran
     same = windows(stats, naive_turns, naive_width)["last"]

@@ -15,19 +15,15 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from quiet_dev_server import start_quiet_dev_server
 
 from harness.apply_patch import apply_patch_to_directory
 from harness.config import FarlineConfig
-from harness.devserver import temporal_binary
 from harness.logging import configure_logging
 from harness.runs import start_run
 from harness.scripted_model import Script, ScriptedModelServer
@@ -42,20 +38,6 @@ PATCH_REPEATS = 50
 
 def emit(**fields: object) -> None:
     print(json.dumps({"bench": "tools", **fields}), flush=True)
-
-
-async def start_quiet_dev_server() -> WorkflowEnvironment:
-    """The dev server prints a banner on stdout; keep stdout for the JSON lines."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        return await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal_binary(), data_converter=pydantic_data_converter
-        )
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 async def exec_through_workflow(config: FarlineConfig, turns: int) -> float:
