@@ -4,8 +4,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test lint bench dev
 
+# bubblewrap runs the sandboxes; git fetches manifest and skill sources; rclone and fuse3 mount buckets
+SYSTEM_TOOLS := bwrap:bubblewrap git:git rclone:rclone fusermount3:fuse3
+
 install:
-	@command -v bwrap >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q bubblewrap; }
+	@missing=""; for tool in $(SYSTEM_TOOLS); do \
+	  command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; fi
 	$(PYTHON) -m pip install -q -e '.[dev]'
 
 demo: install

@@ -17,16 +17,19 @@ from activities.compaction import CompactionActivities
 from activities.exec_session import ExecActivities
 from activities.function_tools import FunctionToolActivities
 from activities.image import ImageActivities
+from activities.memory import MemoryActivities
 from activities.model import ModelActivities
 from activities.patch import PatchActivities
 from activities.sandbox import SandboxActivities
 from activities.snapshot import SnapshotActivities
 from activities.visibility import search_attributes_ready_activity
+from activities.workspace_prepare import WorkspaceActivities
 from harness.agents import AgentRegistry, default_registry
 from harness.config import ConfigError, FarlineConfig
 from harness.context_chain import ContextStore
 from harness.function_tools import FunctionToolRegistry, install_registry
 from harness.logging import configure_logging
+from harness.memory import MemoryStore
 from harness.search_attributes import ensure_search_attributes
 from harness.snapshot_store import open_snapshot_store
 from harness.stores import open_run_store
@@ -81,7 +84,7 @@ def build_worker(
     providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}
     local_queue = config.local_sandbox_task_queue if config.pin_local_sandboxes else None
     store = open_snapshot_store(config)
-    sandbox = SandboxActivities(providers, local_task_queue=local_queue, store=store)
+    sandbox = SandboxActivities(providers, local_task_queue=local_queue, store=store, config=config)
     snapshots = SnapshotActivities(providers, store)
     execs = ExecActivities(providers)
     images = ImageActivities(providers)
@@ -90,6 +93,8 @@ def build_worker(
     contexts = ContextStore(open_run_store(config))
     model = ModelActivities(config, contexts)
     compaction = CompactionActivities(config, contexts)
+    workspaces = WorkspaceActivities(config, store)
+    memories = MemoryActivities(config, contexts, MemoryStore(store.objects))
     app = FunctionToolActivities(function_tools)
     # a graceful stop lets running commands finish their current poll; their processes
     # live on in the sandbox and the next worker on this machine attaches to them
@@ -102,6 +107,7 @@ def build_worker(
         images.view_image,
         snapshots.snapshot_workspace,
         snapshots.restore_workspace,
+        sandbox.mount_storage,
     ]
     shared = Worker(
         client,
@@ -111,6 +117,8 @@ def build_worker(
             agents.resolve_agent,
             model.call_model,
             compaction.compact_context,
+            workspaces.prepare_workspace,
+            memories.extract_memory,
             sandbox.create_sandbox,
             app.run_function_tool,
             search_attributes_ready_activity,

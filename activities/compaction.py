@@ -74,7 +74,7 @@ class CompactionActivities:
         items = [*before, *request.items]
         tokens_before = estimate_tokens(items)
         # the summary request must itself fit: leave room for the prompt and the answer
-        working = _fit(items, int(request.context_window * 0.8))
+        working = fit_to_window(items, int(request.context_window * 0.8))
         for _attempt in range(OVERFLOW_RETRIES):
             summary_request = ModelRequest(
                 settings=request.settings,
@@ -122,7 +122,7 @@ def _overflowed(message: str) -> bool:
     return any(word in lowered for word in _OVERFLOW_WORDS)
 
 
-def _fit(items: list[ConversationItem], budget: int) -> list[ConversationItem]:
+def fit_to_window(items: list[ConversationItem], budget: int) -> list[ConversationItem]:
     working = list(items)
     while len(working) > 1 and estimate_tokens(working) > budget:
         working = _without_oldest(working, max(1, len(working) // 10))

@@ -8,10 +8,20 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.providers import ProviderActivities
-from activities.sandbox_io import CreateSandboxRequest
+from activities.providers import ProviderActivities, sandbox_gone
+from activities.sandbox_io import CreateSandboxRequest, MountRequest
+from harness.config import ConfigError, FarlineConfig
+from harness.manifest import normal_path
 from harness.snapshot_store import SnapshotStore
-from sandbox_providers.base import SandboxConfig, SandboxProvider, SandboxRef, SandboxUnavailable
+from sandbox_providers.base import (
+    BucketMount,
+    SandboxConfig,
+    SandboxGone,
+    SandboxPathError,
+    SandboxProvider,
+    SandboxRef,
+    SandboxUnavailable,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -22,8 +32,11 @@ class SandboxActivities(ProviderActivities):
         providers: dict[str, SandboxProvider],
         local_task_queue: str | None = None,
         store: SnapshotStore | None = None,
+        config: FarlineConfig | None = None,
     ) -> None:
         super().__init__(providers)
+        # where the keys of mounted buckets are looked up
+        self._config = config or FarlineConfig()
         # where the activities on this worker's local sandboxes go (this machine's own queue)
         self._local_task_queue = local_task_queue
         # the snapshot store keeps each sandbox's stat data; it goes with the sandbox
@@ -54,3 +67,29 @@ class SandboxActivities(ProviderActivities):
         if self._store is not None:
             await asyncio.to_thread(self._store.forget_stat_cache, ref.sandbox_id)
         logger.info("sandbox destroyed", workflow_id=activity.info().workflow_id, sandbox_id=ref.sandbox_id)
+
+    @activity.defn(name="mount_storage")
+    async def mount_storage(self, request: MountRequest) -> None:
+        """Mount a manifest's bucket into the sandbox, with keys looked up here on the worker."""
+        entry = request.mount
+        try:
+            key_id, secret = self._config.s3_credentials(entry.credentials)
+        except ConfigError as error:
+            raise ApplicationError(str(error), type="MountRefused", non_retryable=True) from None
+        mount = BucketMount(
+            path=normal_path(entry.path),
+            bucket=entry.bucket,
+            prefix=entry.prefix,
+            endpoint_url=entry.endpoint_url or self._config.s3_endpoint_url,
+            region=entry.region or self._config.s3_region,
+            access_key_id=key_id,
+            secret_access_key=secret,
+            read_only=entry.read_only,
+        )
+        provider = self._provider(request.sandbox.provider)
+        try:
+            await provider.mount_bucket(request.sandbox, mount)
+        except SandboxGone as error:
+            raise sandbox_gone(error) from None
+        except (SandboxUnavailable, SandboxPathError) as error:
+            raise ApplicationError(str(error), type="MountRefused", non_retryable=True) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from harness.conversation import ImageInput
+from harness.manifest import S3MountEntry
 from sandbox_providers.base import SandboxRef
 
 
@@ -13,6 +14,13 @@ class CreateSandboxRequest(BaseModel):
     sandbox_id: str
     network: bool = False
     env: dict[str, str] = Field(default_factory=dict)
+
+
+class MountRequest(BaseModel):
+    """Mount a manifest's bucket into a sandbox; the keys are looked up on the worker that mounts."""
+
+    sandbox: SandboxRef
+    mount: S3MountEntry
 
 
 class ExecRequest(BaseModel):

@@ -18,6 +18,7 @@ from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, Workflow
 from temporalio.service import RPCError
 
 from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
+from harness.cli_memory import memory
 from harness.cli_snapshots import COMMANDS as SNAPSHOT_COMMANDS
 from harness.config import ConfigError, FarlineConfig
 from harness.devserver import DevServerError, port_open, start_dev_server, stop_process
@@ -329,6 +330,7 @@ async def _rollout(config: FarlineConfig, workflow_id: str) -> None:
 
 for _command in SNAPSHOT_COMMANDS:
     main.add_command(_command)
+main.add_command(memory)
 
 
 @main.command()

@@ -64,6 +64,11 @@ class FarlineConfig(BaseModel):
     payload_dir: Path | None = Field(default=None)  # default: <data dir>/payloads
     payload_threshold_bytes: int = Field(default=256 * 1024, ge=0, le=2_000_000)
 
+    # the starting workspace (manifests, skills): folders of the worker's disk a run may copy from
+    # (os.pathsep-separated; empty: none), and the most it may hold
+    local_sources: str = Field(default="")
+    manifest_max_bytes: int = Field(default=2 * 1024**3, gt=0)
+
     # field name -> environment variable that sets it
     ENVIRONMENT: ClassVar[dict[str, str]] = {
         "temporal_address": "FARLINE_TEMPORAL_ADDRESS",
@@ -91,6 +96,8 @@ class FarlineConfig(BaseModel):
         "payload_store": "FARLINE_PAYLOAD_STORE",
         "payload_dir": "FARLINE_PAYLOAD_DIR",
         "payload_threshold_bytes": "FARLINE_PAYLOAD_THRESHOLD_BYTES",
+        "local_sources": "FARLINE_LOCAL_SOURCES",
+        "manifest_max_bytes": "FARLINE_MANIFEST_MAX_BYTES",
     }
 
     @model_validator(mode="after")
@@ -110,6 +117,34 @@ class FarlineConfig(BaseModel):
     @property
     def snapshots_dir(self) -> Path:
         return self.snapshot_dir or self.data_dir / "snapshots"
+
+    def s3_credentials(
+        self, name: str | None, environ: dict[str, str] | None = None
+    ) -> tuple[str | None, str | None]:
+        """The keys of a named credential set (FARLINE_CREDENTIALS_<NAME>_*), or the store's own.
+
+        Manifests and skills name credentials; the keys stay in the worker's environment.
+        """
+        if name is None:
+            secret = self.s3_secret_access_key
+            return self.s3_access_key_id, secret.get_secret_value() if secret is not None else None
+        env = os.environ if environ is None else environ
+        prefix = f"FARLINE_CREDENTIALS_{name.upper()}_"
+        key_id, secret_key = env.get(prefix + "ACCESS_KEY_ID"), env.get(prefix + "SECRET_ACCESS_KEY")
+        if not key_id or not secret_key:
+            raise ConfigError(
+                f"credentials {name!r} are not set on this worker: set {prefix}ACCESS_KEY_ID and "
+                f"{prefix}SECRET_ACCESS_KEY in its environment"
+            )
+        return key_id, secret_key
+
+    @property
+    def local_source_roots(self) -> list[Path]:
+        return [Path(part) for part in self.local_sources.split(os.pathsep) if part.strip()]
+
+    @property
+    def git_cache_dir(self) -> Path:
+        return self.data_dir / "git"
 
     @property
     def effective_payload_store(self) -> Literal["local", "s3"]:

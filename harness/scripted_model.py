@@ -31,6 +31,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.compaction import COMPACTION_MARKER, turns_replaced
+from harness.memory_lessons import MEMORY_MARKER
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +119,10 @@ class Script(BaseModel):
         "saying the context is too long).",
     )
 
+    memory_lessons: list[str] = Field(
+        default_factory=list, description="The lessons answered when a run asks for them (memory)."
+    )
+
     @classmethod
     def from_file(cls, path: str | Path) -> Script:
         return cls.model_validate_json(Path(path).read_text())
@@ -178,8 +183,9 @@ def _content_text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-# the turn number a compaction request is counted under
+# the turn numbers a compaction request and a memory (lessons) request are counted under
 COMPACTION_TURN = -1
+MEMORY_TURN = -2
 
 
 def _compact_threshold(body: dict[str, Any]) -> int | None:
@@ -198,9 +204,13 @@ def _user_texts(entries: list[Any], key: str) -> list[str]:
     ]
 
 
-def _is_compaction(texts: list[str]) -> bool:
-    """A compaction request: its last user message is Farline's summary prompt."""
-    return bool(texts) and texts[-1].startswith(COMPACTION_MARKER)
+def _special_turn(texts: list[str]) -> int | None:
+    """A compaction or memory request (its last user message is Farline's prompt for it), or None."""
+    if texts and texts[-1].startswith(COMPACTION_MARKER):
+        return COMPACTION_TURN
+    if texts and texts[-1].startswith(MEMORY_MARKER):
+        return MEMORY_TURN
+    return None
 
 
 def _responses_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | None]:
@@ -214,8 +224,9 @@ def _responses_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | No
     ]
     last = _content_text(outputs[-1]) if outputs else None
     texts = _user_texts(entries, "content")
-    if _is_compaction(texts):
-        return COMPACTION_TURN, last
+    special = _special_turn(texts)
+    if special is not None:
+        return special, last
     # a (scripted) server-side compaction item stands for the turns before it
     for index in range(len(entries) - 1, -1, -1):
         entry = entries[index]
@@ -233,8 +244,9 @@ def _chat_turn_and_tool_output(body: dict[str, Any]) -> tuple[int, str | None]:
     outputs = [m.get("content") for m in messages if isinstance(m, dict) and m.get("role") == "tool"]
     last = _content_text(outputs[-1]) if outputs else None
     texts = _user_texts(messages, "content")
-    if _is_compaction(texts):
-        return COMPACTION_TURN, last
+    special = _special_turn(texts)
+    if special is not None:
+        return special, last
     return turns_replaced(texts) + _count_runs(messages, _is_assistant_chat_message), last
 
 
@@ -259,6 +271,8 @@ def _answer_for(
             message=f"Goal: the task. Progress: scripted work. Next steps: go on. Last output seen: {seen}",
             tool_calls=[],
         )
+    if turn == MEMORY_TURN:
+        return _Answer(message=json.dumps({"lessons": script.memory_lessons}), tool_calls=[])
     if turn >= len(script.turns):
         return _Answer(message=SCRIPT_ENDED, tool_calls=[])
     scripted = script.turns[turn]

@@ -12,6 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from harness.manifest import Manifest
+from harness.skills import SkillSource
+
 ModelApi = Literal["responses", "chat"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -132,6 +135,24 @@ class CompactionSettings(BaseModel):
         return int(self.context_window * self.compact_at)
 
 
+_MEMORY_KEY = r"^[A-Za-z0-9_.-]{1,128}$"
+
+
+class MemorySettings(BaseModel):
+    """Long-term memory: lessons kept from one run of the agent to the next (MEMORY.md)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="At the end of each run ask the model for durable lessons and keep them; put them "
+        "in the next run's workspace (memory/MEMORY.md) and instructions.",
+    )
+    key: str | None = Field(
+        default=None,
+        pattern=_MEMORY_KEY,
+        description="Keep a separate memory per user or project under this key; default: one per agent.",
+    )
+
+
 class AgentSpec(BaseModel):
     """An agent: its instructions, model, sandbox defaults and the tools it may use."""
 
@@ -143,6 +164,11 @@ class AgentSpec(BaseModel):
         default_factory=lambda: ["exec_command", "write_stdin", "apply_patch", "view_image"]
     )
     compaction: CompactionSettings = Field(default_factory=CompactionSettings)
+    manifest: Manifest | None = Field(default=None, description="The workspace each run starts with.")
+    skills: list[SkillSource] = Field(
+        default_factory=list, description="Skill bundles placed under skills/ and listed in the instructions."
+    )
+    memory: MemorySettings = Field(default_factory=MemorySettings)
 
 
 class RunRequest(BaseModel):
@@ -170,6 +196,17 @@ class RunRequest(BaseModel):
     flags: dict[str, bool | str] = Field(
         default_factory=dict,
         description="Feature flags the application's tools see (is_enabled, ToolContext).",
+    )
+    manifest: Manifest | None = Field(
+        default=None, description="Entries added to the agent's manifest for this run (after its own)."
+    )
+    skills: list[SkillSource] = Field(
+        default_factory=list, description="Skills added to the agent's for this run."
+    )
+    memory_key: str | None = Field(
+        default=None,
+        pattern=_MEMORY_KEY,
+        description="Use the agent's memory under this user or project key (memory must be enabled).",
     )
 
     @model_validator(mode="after")
@@ -228,6 +265,11 @@ class RunStatus(BaseModel):
     last_compaction: str | None = None
     # how many times the run continued as new (a fresh history) so far
     continued_as_new: int = 0
+    # the starting workspace (a snapshot built from the manifest, skills and memory), the commits
+    # its git sources resolved to, and its skills
+    workspace_seed: str | None = None
+    pinned: list[str] = Field(default_factory=list)
+    skills: list[str] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):

@@ -106,6 +106,21 @@ class FileEntry(BaseModel):
 
 
 @dataclass(frozen=True)
+class BucketMount:
+    """An S3 bucket (or a prefix of it) to mount at a workspace path; the keys are the worker's own
+    and never enter the sandbox (its environment, its files) nor the run's history."""
+
+    path: str
+    bucket: str
+    prefix: str
+    endpoint_url: str | None
+    region: str | None
+    access_key_id: str | None
+    secret_access_key: str | None
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
 class WorkspaceStat:
     """One path of a workspace with the stat data a snapshot compares (links never followed)."""
 
@@ -169,6 +184,11 @@ class SandboxProvider(Protocol):
 
     async def import_paths(self, ref: SandboxRef, archive: bytes) -> None:
         """Unpack a tar archive into the workspace, refusing anything that would leave it."""
+        ...
+
+    async def mount_bucket(self, ref: SandboxRef, mount: BucketMount) -> None:
+        """Mount the bucket at `mount.path` for the sandbox's processes (idempotent); snapshots leave
+        mounts out. SandboxUnavailable when this provider or machine cannot mount."""
         ...
 
     async def destroy(self, ref: SandboxRef) -> None:

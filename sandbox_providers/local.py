@@ -55,6 +55,7 @@ import structlog
 from harness.config import FarlineConfig
 from sandbox_providers.base import (
     WORKSPACE_PATH,
+    BucketMount,
     FileEntry,
     OutputChunk,
     ProcessNotFound,
@@ -85,6 +86,7 @@ from sandbox_providers.local_supervisor import (
     read_output_size,
     write_atomic,
 )
+from sandbox_providers.rclone_mount import mount_bucket, unmount_all_under
 from sandbox_providers.workspace_fs import Workspace, split_relative
 
 log = structlog.get_logger(__name__)
@@ -322,6 +324,8 @@ class LocalProvider:
             [procdir for procdir in procs.iterdir() if _supervisor_alive(procdir)] if procs.is_dir() else []
         )
         await self._stop(live)
+        # never delete through a mount (a writable bucket)
+        await asyncio.to_thread(unmount_all_under, sandbox)
         await asyncio.to_thread(self._remove_tree, sandbox)
         log.info("sandbox.destroyed", sandbox_id=ref.sandbox_id, killed=len(live))
 
@@ -596,6 +600,12 @@ class LocalProvider:
 
     async def import_paths(self, ref: SandboxRef, archive: bytes) -> None:
         await asyncio.to_thread(self._workspace(ref).import_paths, archive)
+
+    async def mount_bucket(self, ref: SandboxRef, mount: BucketMount) -> None:
+        sandbox = self._sandbox_dir(ref)
+        await asyncio.to_thread(
+            mount_bucket, sandbox / "workspace", mount, sandbox / "rclone-cache", self._run_as
+        )
 
     # -- helpers -------------------------------------------------------------------------------------
 

@@ -239,7 +239,8 @@ class Workspace:
         found: list[WorkspaceStat] = []
         root_fd = os.open(self.root, _DIR_FLAGS)
         try:
-            _scan_dir(root_fd, "", found)
+            # mounts (an S3 bucket through rclone) are not part of the workspace's content
+            _scan_dir(root_fd, "", found, os.fstat(root_fd).st_dev)
         finally:
             os.close(root_fd)
         return found
@@ -304,7 +305,7 @@ class Workspace:
                 self._replace_with_file(dir_fd, name, source.read(), member.mode, path, mtime=member.mtime)
 
 
-def _scan_dir(dir_fd: int, prefix: str, found: list[WorkspaceStat]) -> None:
+def _scan_dir(dir_fd: int, prefix: str, found: list[WorkspaceStat], device: int) -> None:
     with os.scandir(dir_fd) as listing:
         names = sorted(entry.name for entry in listing)
     for name in names:
@@ -318,6 +319,8 @@ def _scan_dir(dir_fd: int, prefix: str, found: list[WorkspaceStat]) -> None:
         except FileNotFoundError:
             continue  # removed by the sandbox meanwhile
         kind = _kind(st.st_mode)
+        if kind == "dir" and st.st_dev != device:
+            continue  # a mount point: another file system, left out like `tar --one-file-system`
         found.append(
             WorkspaceStat(
                 path=path,
@@ -337,7 +340,7 @@ def _scan_dir(dir_fd: int, prefix: str, found: list[WorkspaceStat]) -> None:
                 continue  # gone or swapped for a link since the stat
             try:
                 if os.path.samestat(st, os.fstat(child)):
-                    _scan_dir(child, f"{path}/", found)
+                    _scan_dir(child, f"{path}/", found, device)
             finally:
                 os.close(child)
 

@@ -43,6 +43,7 @@ from workflows.approvals import ApprovalBook
 from workflows.carried_state import CarriedState, ContinuedRun
 from workflows.conversation import Conversation
 from workflows.sandbox_keeper import SandboxKeeper
+from workflows.starting_workspace import memory_scope, prepare_workspace, remember
 from workflows.workspace_tools import WorkspaceTools
 
 MODEL_RETRY_POLICY = RetryPolicy(
@@ -153,6 +154,7 @@ class AgentRun:
         request, carried = (
             (start.request, start.carried) if isinstance(start, ContinuedRun) else (start, None)
         )
+        prepared = None
         if carried is None:
             # runs recorded before search attributes existed replay without them
             if workflow.patched("search-attributes"):
@@ -163,6 +165,17 @@ class AgentRun:
                     start_to_close_timeout=timedelta(seconds=10),
                 )
             agent = await self._resolve_agent(request)
+            prepared = await prepare_workspace(request, agent)
+            if prepared is not None:
+                # the model is told about its workspace, skills and memory in its instructions
+                agent = agent.model_copy(
+                    update={"instructions": f"{agent.instructions}\n\n{prepared.instructions}"}
+                )
+                self._status.workspace_seed = prepared.seed_snapshot_id
+                self._status.pinned = [
+                    f"{pin.source}: {pin.url} {pin.ref} -> {pin.commit}" for pin in prepared.pinned
+                ]
+                self._status.skills = [skill.name for skill in prepared.skills]
         else:
             # a continued run: what ran once per run is not run again
             agent = carried.agent
@@ -186,6 +199,8 @@ class AgentRun:
             agent.sandbox.merged_with(request.sandbox),
             request.user_sandbox,
             managed=managed,
+            seed=prepared.seed_snapshot_id if prepared is not None else None,
+            mounts=prepared.mounts if prepared is not None else None,
         )
         self._keeper = keeper
         if carried is not None:
@@ -206,6 +221,17 @@ class AgentRun:
         continuing = False
         try:
             final_message = await self._loop(request, agent, workspace, app_tools, conversation)
+            scope = memory_scope(agent, request)
+            if scope is not None:
+                self._set(waiting_on="memory")
+                await remember(
+                    scope,
+                    agent.model.merged_with(request.model),
+                    agent.instructions,
+                    conversation.context,
+                    conversation.request_items(),
+                    (request.compaction or agent.compaction).context_window,
+                )
         except workflow.ContinueAsNewError:
             continuing = True
             raise

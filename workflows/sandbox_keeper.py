@@ -22,8 +22,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sandbox_io import CreateSandboxRequest
+    from activities.sandbox_io import CreateSandboxRequest, MountRequest
     from activities.snapshot_io import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
+    from harness.manifest import S3MountEntry
     from harness.specs import SandboxSettings, UserSandbox
     from sandbox_providers.base import SandboxRef
 
@@ -35,6 +36,11 @@ SANDBOX_RETRY_POLICY = RetryPolicy(
     non_retryable_error_types=["SandboxGone", "SandboxUnavailable", "SandboxProviderUnknown"],
 )
 SANDBOX_CALL_TIMEOUT = timedelta(minutes=2)
+MOUNT_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+    non_retryable_error_types=["SandboxGone", "SandboxUnavailable", "MountRefused"],
+)
 SNAPSHOT_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -64,6 +70,9 @@ class KeeperState(BaseModel):
     dirty: bool
     live_sessions: int
     notices: list[str]
+    # defaults: state carried by runs recorded before starting workspaces existed
+    seed: str | None = None
+    mounts: list[S3MountEntry] = []
 
 
 def sandbox_lost(error: BaseException) -> bool:
@@ -83,6 +92,8 @@ class SandboxKeeper:
         settings: SandboxSettings,
         user_sandbox: UserSandbox | None = None,
         managed: bool = True,
+        seed: str | None = None,
+        mounts: list[S3MountEntry] | None = None,
     ) -> None:
         self.base_id = base_id
         self.settings = settings
@@ -94,6 +105,10 @@ class SandboxKeeper:
         )
         self.ref: SandboxRef | None = None
         self.generation = 0
+        # the starting workspace (manifest, skills, memory): what a sandbox gets before any snapshot
+        self.seed = seed
+        # buckets mounted into every sandbox of the run
+        self.mounts = list(mounts or [])
         self.latest_snapshot: str | None = None
         self.latest_reason: str | None = None
         self.snapshot_count = 0
@@ -146,6 +161,7 @@ class SandboxKeeper:
     async def _bring_up(self) -> SandboxRef:
         self.generation += 1
         if self.user_ref is not None and self.rehydrations == 0:
+            await self._fill(self.user_ref, self.seed)
             return self.user_ref
         # the first sandbox keeps the name runs had before rehydration existed
         sandbox_id = self.base_id if self.generation == 1 else f"{self.base_id}-g{self.generation - 1}"
@@ -162,9 +178,23 @@ class SandboxKeeper:
             retry_policy=SANDBOX_RETRY_POLICY,
             summary=f"sandbox: create ({self.settings.provider})",
         )
-        if self.latest_snapshot is not None:
-            await self._restore(ref, self.latest_snapshot)
+        await self._fill(ref, self.latest_snapshot or self.seed)
         return ref
+
+    async def _fill(self, ref: SandboxRef, snapshot_id: str | None) -> None:
+        """A new sandbox's workspace: the newest snapshot (or the starting one), then the mounts."""
+        if snapshot_id is not None:
+            await self._restore(ref, snapshot_id)
+        for mount in self.mounts:
+            await workflow.execute_activity(
+                "mount_storage",
+                MountRequest(sandbox=ref, mount=mount),
+                result_type=type(None),
+                start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
+                retry_policy=MOUNT_RETRY_POLICY,
+                summary=f"sandbox: mount s3://{mount.bucket}/{mount.prefix} at {mount.path}",
+                **self.activity_options(ref),
+            )
 
     async def _restore(self, ref: SandboxRef, snapshot_id: str) -> None:
         try:
