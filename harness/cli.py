@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -152,6 +153,13 @@ def dev(port: int, ui_port: int, no_worker: bool, script: Path | None) -> None:
 @click.option("--model", default=None, help="Model name for this run (default FARLINE_MODEL).")
 @click.option("--network", is_flag=True, help="Give the sandbox network access.")
 @click.option("--id", "workflow_id", default=None, help="Workflow id (default AGENT-<random>).")
+@click.option(
+    "--workspace",
+    "workspace_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A YAML or JSON file with the run's `manifest`, `skills` and `memory_key` (see the README).",
+)
 def run(
     agent: str,
     task: str,
@@ -161,9 +169,12 @@ def run(
     model: str | None,
     network: bool,
     workflow_id: str | None,
+    workspace_file: Path | None,
 ) -> None:
     """Start a run of a registered AGENT on TASK and print its workflow id and web UI link."""
     fields: dict[str, object] = {"agent": agent, "task": task}
+    if workspace_file is not None:
+        fields.update(_workspace_fields(workspace_file))
     if max_turns is not None:
         fields["max_turns"] = max_turns
     if model is not None:
@@ -175,6 +186,22 @@ def run(
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
     asyncio.run(_run(_config(), request, workflow_id, wait_ or follow, follow))
+
+
+def _workspace_fields(path: Path) -> dict[str, object]:
+    """The `manifest`, `skills` and `memory_key` of a run, from a YAML (or JSON) file."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise click.BadParameter(
+            f"{path} is not valid YAML or JSON: {error}", param_hint="--workspace"
+        ) from None
+    allowed = {"manifest", "skills", "memory_key"}
+    if not isinstance(document, dict) or not set(document) <= allowed:
+        raise click.BadParameter(
+            f"{path} must be a mapping with some of: {', '.join(sorted(allowed))}", param_hint="--workspace"
+        )
+    return document
 
 
 async def _run(

@@ -226,3 +226,55 @@ async def test_farline_approvals_say_and_decline(
     assert second[-1] == {"role": "user", "content": "Hold on, the venue changed."}
     outputs = [item["output"] for item in second if item.get("type") == "function_call_output"]
     assert outputs == ["declined by a person, the call was not run: venue"]
+
+
+async def test_farline_run_takes_the_workspace_from_a_yaml_file(
+    client: Client, scripted_model, make_config, running_worker, tmp_path: Path
+) -> None:
+    config = make_config(
+        scripted_model(
+            Script.model_validate(
+                {
+                    "turns": [
+                        {
+                            "tool_calls": [
+                                {"name": "exec_command", "arguments": {"cmd": "cat original/brief.md"}}
+                            ]
+                        },
+                        {"message": "{last_tool_output}"},
+                    ]
+                }
+            )
+        )
+    )
+    env = {"FARLINE_TEMPORAL_ADDRESS": config.temporal_address, "FARLINE_TASK_QUEUE": config.task_queue}
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        "manifest:\n  entries:\n    - {kind: file, path: original/brief.md, content: 'from the yaml file'}\n"
+    )
+    async with running_worker(config):
+        code, output = await run_command(
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "demo",
+            "t",
+            "--workspace",
+            str(workspace),
+            "--wait",
+            env=env,
+        )
+    assert code == 0, output
+    assert "from the yaml file" in output
+
+    workspace.write_text("manifest:\n  entries:\n    - {kind: dir, path: ../up}\n")
+    code, output = await run_command(
+        sys.executable, "-m", "harness.cli", "run", "demo", "t", "--workspace", str(workspace), env=env
+    )
+    assert code != 0 and "manifest entry 1 (dir '../up'): the path leaves the workspace" in output
+    workspace.write_text("manifest: {}\nsecrets: 1\n")
+    code, output = await run_command(
+        sys.executable, "-m", "harness.cli", "run", "demo", "t", "--workspace", str(workspace), env=env
+    )
+    assert code != 0 and "memory_key, skills" in output

@@ -7,6 +7,7 @@ import base64
 import io
 import os
 import subprocess
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -329,3 +330,20 @@ async def test_memory_is_carried_from_one_run_to_the_next(
     assert store.read(MemoryScope(agent="keeper", key="alice")) == ""
     # the lessons request showed the model what memory already held
     assert "The user wants British spelling." in str(second.requests[-1].body["input"][-1])
+
+
+async def test_a_raw_request_with_a_bad_manifest_fails_the_run_naming_the_entry(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    """As `temporal workflow start --input '{...}'` sends it: no client-side validation."""
+    server = scripted_model(script({"message": "never"}))
+    config = make_config(server)
+    raw = {"agent": "demo", "task": "t", "manifest": {"entries": [{"kind": "dir", "path": "../x"}]}}
+    async with running_worker(config):
+        handle = await client.start_workflow(
+            "AgentRun", raw, id=f"raw-{uuid.uuid4().hex[:8]}", task_queue=config.task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as failure:
+            await asyncio.wait_for(handle.result(), timeout=30)
+    assert "manifest entry 1 (dir '../x'): the path leaves the workspace" in str(failure.value.cause)
+    assert not server.requests

@@ -13,6 +13,7 @@ import hashlib
 import re
 from datetime import timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, is_cancelled_exception
@@ -65,7 +66,9 @@ def sandbox_id_for(workflow_id: str) -> str:
     return f"{readable}-{digest}"
 
 
-@workflow.defn(name="AgentRun")
+# a request that does not validate (a manifest path leaving the workspace, from the plain temporal
+# CLI) fails the run with pydantic's message, instead of retrying its first workflow task forever
+@workflow.defn(name="AgentRun", failure_exception_types=[ValidationError])
 class AgentRun:
     def __init__(self) -> None:
         self._status = RunStatus(agent="", state=RunState.STARTING, turn=0)
