@@ -107,6 +107,7 @@ def build_worker(
         images.view_image,
         snapshots.snapshot_workspace,
         snapshots.restore_workspace,
+        snapshots.deliver_handoff,
         sandbox.mount_storage,
     ]
     shared = Worker(

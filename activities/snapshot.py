@@ -19,10 +19,19 @@ from temporalio.exceptions import ApplicationError
 
 from activities.providers import ProviderActivities, sandbox_gone
 from activities.snapshot_engine import SnapshotEngine
-from activities.snapshot_io import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
+from activities.snapshot_io import (
+    HandoffRequest,
+    HandoffResult,
+    RestoreRequest,
+    RestoreResult,
+    SnapshotRequest,
+    SnapshotResult,
+)
+from harness.handoffs import handoff_tree
 from harness.object_store import ObjectStoreError
 from harness.snapshot_store import SnapshotMissing, SnapshotStore
 from harness.snapshot_tree import SnapshotInvalid, SnapshotRecord
+from harness.subagent_tools import HANDOFFS_DIR
 from sandbox_providers.base import SandboxGone, SandboxProvider, SandboxRef
 
 logger = structlog.get_logger(__name__)
@@ -78,6 +87,24 @@ class SnapshotActivities(ProviderActivities):
             request.sandbox, self._engine(request.sandbox).restore(request.sandbox, request.snapshot_id)
         )
         return RestoreResult(**restored.model_dump())
+
+    @activity.defn(name="deliver_handoff")
+    async def deliver_handoff(self, request: HandoffRequest) -> HandoffResult:
+        tree = await self._guarded(
+            request.sandbox,
+            asyncio.to_thread(
+                handoff_tree,
+                self._store,
+                request.agent_id,
+                request.final_message,
+                request.child_snapshot,
+                request.mtime,
+            ),
+        )
+        await self._guarded(request.sandbox, self._engine(request.sandbox).place(request.sandbox, tree))
+        return HandoffResult(
+            path=f"{HANDOFFS_DIR}/{request.agent_id}", files=tree.count("file"), total_bytes=tree.total_bytes
+        )
 
     async def _guarded(self, ref: SandboxRef, work: Awaitable[_Result]) -> _Result:
         """Run `work`, turning failures into the errors the workflow acts on."""

@@ -211,6 +211,24 @@ class SnapshotEngine:
         started = time.monotonic()
         tree = await asyncio.to_thread(self.store.get_tree, snapshot_id)
         check_tree(tree)
+        await self._write_tree(ref, tree)
+        await self._prime_stat_cache(ref, tree, snapshot_id)
+        restored = RestoredSnapshot(
+            snapshot_id=snapshot_id,
+            files=tree.count("file"),
+            total_bytes=tree.total_bytes,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        log.info("snapshot.restored", sandbox_id=ref.sandbox_id, **restored.model_dump())
+        return restored
+
+    async def place(self, ref: SandboxRef, tree: SnapshotTree) -> None:
+        """Write a tree's paths into a live workspace, beside what is there (handoffs); checked and
+        verified first, like a restore."""
+        check_tree(tree)
+        await self._write_tree(ref, tree)
+
+    async def _write_tree(self, ref: SandboxRef, tree: SnapshotTree) -> None:
         with tempfile.TemporaryDirectory(prefix="farline-restore-") as scratch:
             # small workspaces are staged in memory, big ones on the worker's disk
             spill = Path(scratch) if tree.total_bytes > IN_MEMORY_RESTORE_BYTES else None
@@ -227,15 +245,6 @@ class SnapshotEngine:
             await asyncio.gather(*(import_files(archive) for archive in files))
             await self._import(ref, links)
             await self._import(ref, modes)
-        await self._prime_stat_cache(ref, tree, snapshot_id)
-        restored = RestoredSnapshot(
-            snapshot_id=snapshot_id,
-            files=tree.count("file"),
-            total_bytes=tree.total_bytes,
-            seconds=round(time.monotonic() - started, 3),
-        )
-        log.info("snapshot.restored", sandbox_id=ref.sandbox_id, **restored.model_dump())
-        return restored
 
     async def _import(self, ref: SandboxRef, archive: bytes | Path) -> None:
         await self.provider.import_paths(ref, archive if isinstance(archive, bytes) else archive.read_bytes())

@@ -41,3 +41,20 @@ class RestoreResult(BaseModel):
     files: int
     total_bytes: int
     seconds: float
+
+
+class HandoffRequest(BaseModel):
+    """Place a finished sub-agent's results into its parent's workspace (handoffs/<agent id>/)."""
+
+    sandbox: SandboxRef
+    agent_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    final_message: str
+    child_snapshot: str | None = None
+    # the parent's workflow time (epoch seconds): the RESULT.md file's mtime
+    mtime: int
+
+
+class HandoffResult(BaseModel):
+    path: str
+    files: int
+    total_bytes: int

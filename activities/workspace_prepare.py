@@ -46,7 +46,7 @@ from harness.skills import (
     parse_skill_md,
     skills_listing,
 )
-from harness.snapshot_store import SnapshotStore
+from harness.snapshot_store import SnapshotMissing, SnapshotStore
 from harness.workspace_seed import SeedConflict, SeedTooBig, WorkspaceSeed
 from harness.workspace_tree import render_workspace
 
@@ -60,6 +60,8 @@ class PrepareWorkspaceRequest(BaseModel):
     memory: MemoryScope | None = None
     # the run's start (workflow time, epoch seconds): the mtime of every seeded path
     started_at: int
+    # a snapshot the workspace starts from (a fork), the entries added to it
+    base_snapshot: str | None = None
 
 
 class PinnedSource(BaseModel):
@@ -100,6 +102,8 @@ class WorkspacePreparer:
         self.config = config
         self.request = request
         self.seed = WorkspaceSeed(store, config.manifest_max_bytes, request.started_at)
+        if request.base_snapshot is not None:
+            self.seed.start_from(store.get_tree(request.base_snapshot))
         self.memory_store = MemoryStore(store.objects)
         self.git = GitRepositories(config.git_cache_dir, config.local_source_roots)
         self.pinned: list[PinnedSource] = []
@@ -239,7 +243,7 @@ class WorkspaceActivities:
             with tempfile.TemporaryDirectory(prefix="farline-prepare-") as scratch:
                 preparer = WorkspacePreparer(self._config, self._store, request)
                 return await asyncio.to_thread(preparer.prepare, Path(scratch))
-        except (SourceRefused, SkillInvalid, SeedConflict, SeedTooBig) as error:
+        except (SourceRefused, SkillInvalid, SeedConflict, SeedTooBig, SnapshotMissing) as error:
             raise ApplicationError(str(error), type="WorkspaceRefused", non_retryable=True) from None
         finally:
             heartbeats.cancel()

@@ -18,6 +18,7 @@ import yaml
 from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from harness.approval_tree import owner_of_call, pending_in_tree
 from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
 from harness.cli_memory import memory
 from harness.cli_snapshots import COMMANDS as SNAPSHOT_COMMANDS
@@ -250,19 +251,18 @@ def approvals(workflow_id: str) -> None:
 
 async def _approvals(config: FarlineConfig, workflow_id: str) -> None:
     client = await connect(config)
-    pending = await client.get_workflow_handle(workflow_id).query(
-        "pending_approvals", result_type=list[PendingApproval]
-    )
+    pending = await pending_in_tree(client, workflow_id)
     if not pending:
         click.echo("no call is waiting for approval")
-    for approval in pending:
+    for owner, approval in pending:
         deadline = f", declined at {approval.timeout_at:%Y-%m-%d %H:%M:%S} UTC" if approval.timeout_at else ""
+        where = "" if owner == workflow_id else f"  [sub-agent {owner}]"
         click.echo(
             f"{approval.call_id}  {approval.tool}({approval.arguments})  waiting since "
-            f"{approval.since:%Y-%m-%d %H:%M:%S} UTC{deadline}"
+            f"{approval.since:%Y-%m-%d %H:%M:%S} UTC{deadline}{where}"
         )
         click.echo(
-            f"  farline approve {workflow_id} {approval.call_id}   |   farline decline {workflow_id} "
+            f"  farline approve {owner} {approval.call_id}   |   farline decline {owner} "
             f"{approval.call_id} --reason '...'"
         )
 
@@ -291,6 +291,11 @@ def decline(workflow_id: str, call_id: str, reason: str | None) -> None:
 
 async def _decide(config: FarlineConfig, workflow_id: str, decision: ApprovalDecision) -> None:
     client = await connect(config)
+    # a call of a sub-agent can be decided through its parent (or any run above it)
+    owner = await owner_of_call(client, workflow_id, decision.call_id)
+    if owner is not None and owner != workflow_id:
+        click.echo(f"call {decision.call_id} waits in sub-agent {owner}")
+        workflow_id = owner
     try:
         answer = await client.get_workflow_handle(workflow_id).execute_update(
             "decide", decision, result_type=str

@@ -53,9 +53,50 @@ async def rollout(client: Client, workflow_id: str) -> AsyncIterator[dict[str, A
                 elif name == "compact_context":
                     [result] = await converter.decode_wrapper(attributes.result, [dict])
                     yield {**line, "turn": turn, "kind": "compaction", **_compaction_fields(result)}
+                elif name == "resolve_agent" and turn > 0:
+                    # an agent resolved mid-run takes the conversation over
+                    [spec] = await converter.decode_wrapper(attributes.result, [dict])
+                    yield {**line, "turn": turn, "kind": "handoff", "to": spec.get("name")}
+            elif event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+                child = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
+                yield {**line, "turn": turn, "kind": "subagent_started", "workflow_id": child}
+            elif event.event_type in _CHILD_ENDINGS:
+                ending = _CHILD_ENDINGS[event.event_type]
+                child = getattr(event, ending[0]).workflow_execution.workflow_id
+                yield {
+                    **line,
+                    "turn": turn,
+                    "kind": "subagent_ended",
+                    "workflow_id": child,
+                    "outcome": ending[1],
+                }
             elif _continued(event):
                 new_run = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
                 yield {**line, "turn": turn, "kind": "continued_as_new", "new_run_id": new_run}
+
+
+_CHILD_ENDINGS = {
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
+        "child_workflow_execution_completed_event_attributes",
+        "completed",
+    ),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: (
+        "child_workflow_execution_failed_event_attributes",
+        "failed",
+    ),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: (
+        "child_workflow_execution_canceled_event_attributes",
+        "closed",
+    ),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: (
+        "child_workflow_execution_terminated_event_attributes",
+        "terminated",
+    ),
+    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (
+        "child_workflow_execution_timed_out_event_attributes",
+        "timed out",
+    ),
+}
 
 
 def _continued(event: HistoryEvent) -> bool:

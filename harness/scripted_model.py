@@ -122,6 +122,18 @@ class Script(BaseModel):
     memory_lessons: list[str] = Field(
         default_factory=list, description="The lessons answered when a run asks for them (memory)."
     )
+    by_instructions: dict[str, list[ScriptTurn]] = Field(
+        default_factory=dict,
+        description="Turns for requests whose instructions contain the key (the first key that matches), "
+        "so several agents (a supervisor and its sub-agents) can share one server; others get `turns`.",
+    )
+
+    def routed(self, instructions: str) -> Script:
+        """This script with the turns of the first `by_instructions` key found in `instructions`."""
+        for key, turns in self.by_instructions.items():
+            if key in instructions:
+                return self.model_copy(update={"turns": turns})
+        return self
 
     @classmethod
     def from_file(cls, path: str | Path) -> Script:
@@ -194,6 +206,18 @@ def _compact_threshold(body: dict[str, Any]) -> int | None:
         if isinstance(entry, dict) and entry.get("type") == "compaction":
             return int(entry.get("compact_threshold") or 0)
     return None
+
+
+def _instructions(body: dict[str, Any]) -> str:
+    """The request's instructions (Responses) or its system messages (Chat Completions)."""
+    if isinstance(body.get("instructions"), str):
+        return body["instructions"]
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    return "\n".join(
+        _content_text(message.get("content"))
+        for message in messages
+        if isinstance(message, dict) and message.get("role") in ("system", "developer")
+    )
 
 
 def _user_texts(entries: list[Any], key: str) -> list[str]:
@@ -465,6 +489,16 @@ class ScriptedModelServer:
         with self._lock:
             return list(self._requests)
 
+    def requests_for(self, instructions: str) -> list[RecordedRequest]:
+        """The model requests whose instructions contain `instructions` (one agent's calls)."""
+        return [
+            request
+            for request in self.requests
+            if request.turn is not None
+            and isinstance(request.body, dict)
+            and instructions in _instructions(request.body)
+        ]
+
     def count_by_turn(self) -> dict[int, int]:
         """Turn index -> number of requests answered successfully for that turn."""
         with self._lock:
@@ -498,8 +532,9 @@ class ScriptedModelServer:
             turn, last_output = _responses_turn_and_tool_output(body)
         else:
             turn, last_output = _chat_turn_and_tool_output(body)
+        script = self.script.routed(_instructions(body))
         with self._lock:
-            failure = self._take_failure(turn)
+            failure = self._take_failure(script, turn)
             if failure is None:
                 self._responses_sent += 1
                 response_id = f"resp_{self._responses_sent}"
@@ -518,7 +553,7 @@ class ScriptedModelServer:
             for tool in body.get("tools") or []
             if api == "responses" and isinstance(tool, dict) and tool.get("type") == "custom"
         )
-        answer = _answer_for(self.script, turn, last_output, custom_tools)
+        answer = _answer_for(script, turn, last_output, custom_tools)
         model = str(body.get("model") or self.script.model)
         input_bytes = len(json.dumps(body))
         build = _responses_payload if api == "responses" else _chat_payload
@@ -535,12 +570,12 @@ class ScriptedModelServer:
         reply = _Reply(status=200, payload=payload)
         return self._record("POST", path, body, turn, reply)
 
-    def _take_failure(self, turn: int) -> ScriptedFailure | None:
+    def _take_failure(self, script: Script, turn: int) -> ScriptedFailure | None:
         """The next unused failure of this turn, consumed; call with the lock held."""
         if turn == COMPACTION_TURN:
-            failures = self.script.compaction_fail_first
-        elif 0 <= turn < len(self.script.turns):
-            failures = self.script.turns[turn].fail_first
+            failures = script.compaction_fail_first
+        elif 0 <= turn < len(script.turns):
+            failures = script.turns[turn].fail_first
         else:
             return None
         used = self._failures_used[turn]

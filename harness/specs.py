@@ -153,6 +153,26 @@ class MemorySettings(BaseModel):
     )
 
 
+class SubagentLimits(BaseModel):
+    """How many sub-agents a run may have at once, and how deep they may nest."""
+
+    max_live: int = Field(default=8, ge=1, le=1_000, description="Sub-agents running at once, per run.")
+    max_depth: int = Field(
+        default=2, ge=1, le=10, description="Levels of sub-agents below the run the user started."
+    )
+
+
+class ParentLink(BaseModel):
+    """Set by the harness on a sub-agent's request: who started it, and how deep it is."""
+
+    workflow_id: str
+    agent_id: str
+    depth: int = Field(ge=1)
+    limits: SubagentLimits = Field(default_factory=SubagentLimits)
+    # the child works in its parent's live sandbox (its `user_sandbox`), which it must never refill
+    shared_workspace: bool = False
+
+
 class AgentSpec(BaseModel):
     """An agent: its instructions, model, sandbox defaults and the tools it may use."""
 
@@ -169,6 +189,14 @@ class AgentSpec(BaseModel):
         default_factory=list, description="Skill bundles placed under skills/ and listed in the instructions."
     )
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    subagents: list[str] = Field(
+        default_factory=list,
+        description="Registered agents this agent may start as sub-agents (spawn_agent and its tools).",
+    )
+    handoffs: list[str] = Field(
+        default_factory=list,
+        description="Registered agents this agent may hand the conversation to (the handoff tool).",
+    )
 
 
 class RunRequest(BaseModel):
@@ -208,6 +236,14 @@ class RunRequest(BaseModel):
         pattern=_MEMORY_KEY,
         description="Use the agent's memory under this user or project key (memory must be enabled).",
     )
+    start_from: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="Start the workspace from this snapshot (a fork of another run's workspace); "
+        "manifest entries are added to it.",
+    )
+    subagent_limits: SubagentLimits = Field(default_factory=SubagentLimits)
+    parent: ParentLink | None = Field(default=None, description="Set by the harness on sub-agents.")
 
     @model_validator(mode="after")
     def _one_agent(self) -> RunRequest:
@@ -280,3 +316,5 @@ class RunResult(BaseModel):
     final_message: str | None
     turns: int
     usage: Usage
+    # the newest snapshot of the workspace when the run ended (what a parent collects from a sub-agent)
+    snapshot_id: str | None = None

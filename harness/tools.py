@@ -96,7 +96,7 @@ class ToolDefinition(BaseModel):
     arguments_model: type[BaseModel]
 
 
-def _spec_for(name: str, description: str, model: type[BaseModel]) -> ToolSpec:
+def spec_for(name: str, description: str, model: type[BaseModel]) -> ToolSpec:
     schema = model.model_json_schema()
     schema.pop("title", None)
     for prop in schema.get("properties", {}).values():
@@ -105,7 +105,7 @@ def _spec_for(name: str, description: str, model: type[BaseModel]) -> ToolSpec:
 
 
 EXEC_COMMAND = ToolDefinition(
-    spec=_spec_for(
+    spec=spec_for(
         "exec_command",
         "Run a shell command in the sandboxed workspace (/workspace). Returns the output so far "
         "(stdout and stderr together, cut in the middle when long) and the exit code, or a session ID "
@@ -116,7 +116,7 @@ EXEC_COMMAND = ToolDefinition(
     arguments_model=ExecCommandArgs,
 )
 WRITE_STDIN = ToolDefinition(
-    spec=_spec_for(
+    spec=spec_for(
         "write_stdin",
         "Write characters to the stdin of a running exec_command session (empty chars: just wait for "
         "and return new output). Returns the new output and the exit code once the process has ended.",
@@ -125,7 +125,7 @@ WRITE_STDIN = ToolDefinition(
     arguments_model=WriteStdinArgs,
 )
 VIEW_IMAGE = ToolDefinition(
-    spec=_spec_for(
+    spec=spec_for(
         "view_image",
         "Look at an image file from the workspace (PNG, JPEG, GIF or WebP): it is attached to the "
         "conversation for you to see.",
@@ -135,14 +135,14 @@ VIEW_IMAGE = ToolDefinition(
 )
 
 APPLY_PATCH = ToolDefinition(
-    spec=_spec_for("apply_patch", APPLY_PATCH_DESCRIPTION, ApplyPatchArgs),
+    spec=spec_for("apply_patch", APPLY_PATCH_DESCRIPTION, ApplyPatchArgs),
     arguments_model=ApplyPatchArgs,
 )
 
 APPLY_PATCH_FREEFORM = ToolSpec(
     name="apply_patch",
     description=APPLY_PATCH_FREEFORM_DESCRIPTION,
-    parameters=_spec_for("apply_patch", "", ApplyPatchArgs).parameters,
+    parameters=spec_for("apply_patch", "", ApplyPatchArgs).parameters,
     grammar=APPLY_PATCH_LARK_GRAMMAR,
 )
 

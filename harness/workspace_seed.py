@@ -43,6 +43,11 @@ class WorkspaceSeed:
         # paths not copied (sockets, devices, FIFOs)
         self.skipped: list[str] = []
 
+    def start_from(self, tree: SnapshotTree) -> None:
+        """Begin with a snapshot's paths (a fork); what is added after may not fill them again."""
+        self.entries.update({entry.path: entry for entry in tree.entries})
+        self.total_bytes += tree.total_bytes
+
     def describe(self, path: str, description: str | None) -> None:
         if description:
             self.descriptions[path] = description

@@ -347,3 +347,29 @@ async def test_a_raw_request_with_a_bad_manifest_fails_the_run_naming_the_entry(
             await asyncio.wait_for(handle.result(), timeout=30)
     assert "manifest entry 1 (dir '../x'): the path leaves the workspace" in str(failure.value.cause)
     assert not server.requests
+
+
+async def test_a_run_starts_from_another_runs_snapshot_with_its_manifest_added(
+    client: Client, scripted_model, make_config, running_worker
+) -> None:
+    first = scripted_model(
+        script(exec_call("mkdir -p work && echo from-run-one > work/a.txt"), {"message": "ok"})
+    )
+    config = make_config(first)
+    async with running_worker(config):
+        handle = await start_run(client, config, RunRequest(agent="demo", task="one"))
+        await handle.result()
+    snapshot = open_snapshot_store(config).snapshots(handle.id)[-1].snapshot_id
+    second = scripted_model(script(exec_call("cat work/a.txt brief.md"), {"message": "{last_tool_output}"}))
+    config_two = config.model_copy(update={"openai_base_url": second.base_url})
+    request = RunRequest.model_validate(
+        {
+            "agent": "demo",
+            "task": "two",
+            "start_from": snapshot,
+            "manifest": {"entries": [{"kind": "file", "path": "brief.md", "content": "added\n"}]},
+        }
+    )
+    async with running_worker(config_two):
+        result = await (await start_run(client, config_two, request)).result()
+    assert "from-run-one\nadded" in (result.final_message or "")

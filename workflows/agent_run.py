@@ -16,12 +16,14 @@ from datetime import timedelta
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
     from harness.conversation import (
         CompactionItem,
+        FunctionCallItem,
+        FunctionCallOutputItem,
         MessageItem,
         ModelRequest,
         ModelTurn,
@@ -37,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
         RunState,
         RunStatus,
     )
-    from harness.tools import BUILTIN_TOOLS, ToolDefinition, offered_specs
+    from harness.subagent_tools import HANDOFF, HandoffArgs, Subagent, SubagentState, SubagentUpdate
+    from harness.tools import BUILTIN_TOOLS, ToolCallError, ToolDefinition, offered_specs, parse_tool_call
 
 from workflows.app_tools import AppTools
 from workflows.approvals import ApprovalBook
@@ -45,6 +48,7 @@ from workflows.carried_state import CarriedState, ContinuedRun
 from workflows.conversation import Conversation
 from workflows.sandbox_keeper import SandboxKeeper
 from workflows.starting_workspace import memory_scope, prepare_workspace, remember
+from workflows.subagents import Subagents
 from workflows.workspace_tools import WorkspaceTools
 
 MODEL_RETRY_POLICY = RetryPolicy(
@@ -78,7 +82,13 @@ class AgentRun:
         # people's messages, entering the context before the next model call
         self._inbox: list[str] = []
         self._keeper: SandboxKeeper | None = None
+        self._subagents: Subagents | None = None
+        # set on a sub-agent: its parent hears when it waits for a person
+        self._parent_agent_id: str | None = None
+        self._parent_signals: set[asyncio.Future[None]] = set()
         self._pause_requested = False
+        # what the model is told about its starting workspace; any agent handed the run gets it too
+        self._workspace_notes: str | None = None
 
     @workflow.query
     def status(self) -> RunStatus:
@@ -131,8 +141,19 @@ class AgentRun:
     def user_message(self, message: UserMessage) -> None:
         self._inbox.append(message.text)
 
+    @workflow.query
+    def agents(self) -> list[Subagent]:
+        """This run's sub-agents (their workflow ids lead to theirs: `farline approvals` walks the tree)."""
+        return list(self._subagents.agents.values()) if self._subagents is not None else []
+
+    @workflow.signal
+    def subagent_update(self, update: SubagentUpdate) -> None:
+        if self._subagents is not None:
+            self._subagents.update(update)
+
     def _set(self, *, state: RunState | None = None, waiting_on: str | None = None) -> None:
         if state is not None:
+            self._tell_parent(self._status.state, state, waiting_on)
             self._status.state = state
         self._status.waiting_on = waiting_on
         self._publish_search_attributes()
@@ -140,6 +161,21 @@ class AgentRun:
         if waiting_on:
             details += f" · waiting on {waiting_on}"
         workflow.set_current_details(details)
+
+    def _tell_parent(self, before: RunState, after: RunState, waiting_on: str | None) -> None:
+        """A sub-agent tells its parent when it starts and stops waiting for a person's approval."""
+        waiting = RunState.WAITING_FOR_APPROVAL
+        if self._parent_agent_id is None or (before is waiting) == (after is waiting):
+            return
+        parent = workflow.info().parent
+        assert parent is not None
+        update = SubagentUpdate(
+            agent_id=self._parent_agent_id,
+            state=SubagentState.WAITING_FOR_APPROVAL if after is waiting else SubagentState.RUNNING,
+            waiting_on=waiting_on if after is waiting else None,
+        )
+        signal = workflow.get_external_workflow_handle(parent.workflow_id).signal("subagent_update", update)
+        self._parent_signals.add(asyncio.ensure_future(signal))
 
     def _publish_search_attributes(self) -> None:
         """Agent and state as search attributes, for filtering runs in the web UI."""
@@ -171,6 +207,7 @@ class AgentRun:
             prepared = await prepare_workspace(request, agent)
             if prepared is not None:
                 # the model is told about its workspace, skills and memory in its instructions
+                self._workspace_notes = prepared.instructions
                 agent = agent.model_copy(
                     update={"instructions": f"{agent.instructions}\n\n{prepared.instructions}"}
                 )
@@ -179,6 +216,8 @@ class AgentRun:
                     f"{pin.source}: {pin.url} {pin.ref} -> {pin.commit}" for pin in prepared.pinned
                 ]
                 self._status.skills = [skill.name for skill in prepared.skills]
+            elif request.start_from is not None:
+                self._status.workspace_seed = request.start_from
         else:
             # a continued run: what ran once per run is not run again
             agent = carried.agent
@@ -188,6 +227,7 @@ class AgentRun:
             self._search_attributes = carried.search_attributes
             self._inbox = list(carried.inbox)
             self._pause_requested = carried.pause_requested
+            self._workspace_notes = carried.workspace_notes
         self._status.agent = agent.name
         registry = registry_for(workflow.info().task_queue)
         tools = self._enabled_tools(agent, registry)
@@ -202,10 +242,23 @@ class AgentRun:
             agent.sandbox.merged_with(request.sandbox),
             request.user_sandbox,
             managed=managed,
-            seed=prepared.seed_snapshot_id if prepared is not None else None,
+            seed=prepared.seed_snapshot_id if prepared is not None else request.start_from,
             mounts=prepared.mounts if prepared is not None else None,
+            fill_user_sandbox=request.parent is None or not request.parent.shared_workspace,
         )
         self._keeper = keeper
+        parent = request.parent
+        self._parent_agent_id = parent.agent_id if parent is not None else None
+        subagents = Subagents(
+            workflow.info().workflow_id,
+            agent.subagents,
+            keeper,
+            parent.limits if parent is not None else request.subagent_limits,
+            parent.depth if parent is not None else 0,
+            carried.subagents if carried is not None else None,
+            carried.next_agent if carried is not None else 1,
+        )
+        self._subagents = subagents
         if carried is not None:
             keeper.restore(carried.keeper)
             workspace = WorkspaceTools(tools, keeper, carried.sessions, carried.next_session_id)
@@ -223,7 +276,7 @@ class AgentRun:
         watcher = asyncio.create_task(keeper.watch(lambda: self._pause_requested)) if managed else None
         continuing = False
         try:
-            final_message = await self._loop(request, agent, workspace, app_tools, conversation)
+            final_message = await self._loop(request, agent, workspace, app_tools, subagents, conversation)
             scope = memory_scope(agent, request)
             if scope is not None:
                 self._set(waiting_on="memory")
@@ -249,25 +302,58 @@ class AgentRun:
                 await keeper.release("end")
         self._set()
         return RunResult(
-            agent=agent.name,
+            agent=self._status.agent,
             state=self._status.state,
             final_message=final_message,
             turns=self._status.turn,
             usage=self._status.usage,
+            snapshot_id=keeper.latest_snapshot or keeper.seed,
         )
 
     async def _resolve_agent(self, request: RunRequest) -> AgentSpec:
         if request.agent_spec is not None:
             return request.agent_spec
         assert request.agent is not None
+        return await self._resolve(request.agent, f"agent: {request.agent}")
+
+    @staticmethod
+    async def _resolve(name: str, summary: str) -> AgentSpec:
         return await workflow.execute_activity(
             "resolve_agent",
-            request.agent,
+            name,
             result_type=AgentSpec,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=3, non_retryable_error_types=["UnknownAgent"]),
-            summary=f"agent: {request.agent}",
+            summary=summary,
         )
+
+    async def _handoff(
+        self, call: FunctionCallItem, agent: AgentSpec
+    ) -> tuple[FunctionCallOutputItem, AgentSpec | None]:
+        """The output of a handoff call, and the agent that takes the run over (None: refused)."""
+        try:
+            arguments = parse_tool_call(call, {HANDOFF.spec.name: HANDOFF})
+            assert isinstance(arguments, HandoffArgs)
+            if arguments.agent not in agent.handoffs:
+                allowed = ", ".join(agent.handoffs)
+                raise ToolCallError(
+                    f"you may not hand off to {arguments.agent!r}; you may hand off to: {allowed}"
+                )
+            successor = await self._resolve(arguments.agent, f"handoff: {agent.name} -> {arguments.agent}")
+        except ToolCallError as error:
+            return FunctionCallOutputItem(call_id=call.call_id, output=f"error: {error}"), None
+        except ActivityError as error:
+            return FunctionCallOutputItem(call_id=call.call_id, output=f"error: {error.cause or error}"), None
+        if self._workspace_notes:
+            successor = successor.model_copy(
+                update={"instructions": f"{successor.instructions}\n\n{self._workspace_notes}"}
+            )
+        note = f"[farline] {agent.name} handed this conversation to you ({successor.name})"
+        self._inbox.append(f"{note}: {arguments.message}" if arguments.message else f"{note}.")
+        workflow.logger.info("handoff", extra={"from": agent.name, "to": successor.name})
+        return FunctionCallOutputItem(
+            call_id=call.call_id, output=f"handed off to {successor.name}"
+        ), successor
 
     @staticmethod
     def _enabled_tools(agent: AgentSpec, registry: FunctionToolRegistry) -> dict[str, ToolDefinition]:
@@ -288,6 +374,7 @@ class AgentRun:
         agent: AgentSpec,
         workspace: WorkspaceTools,
         app_tools: AppTools,
+        subagents: Subagents,
         conversation: Conversation,
     ) -> str | None:
         model_settings = agent.model.merged_with(request.model)
@@ -299,8 +386,9 @@ class AgentRun:
                 return None
             if self._pause_requested:
                 await self._paused(workspace.keeper)
-            if conversation.by_reference and self._history_is_long(request):
-                await self._continue_as_new(request, agent, workspace, conversation)
+            # a run with sub-agents still running keeps its history: their handles do not carry over
+            if conversation.by_reference and not subagents.live and self._history_is_long(request):
+                await self._continue_as_new(request, agent, workspace, subagents, conversation)
             self._status.turn += 1
             turn = self._status.turn
             conversation.add(*(MessageItem(role="user", content=text) for text in self._inbox))
@@ -318,7 +406,9 @@ class AgentRun:
                     instructions=agent.instructions,
                     items=conversation.request_items(),
                     tools=offered_specs(workspace.tools, bool(model_settings.freeform_apply_patch))
-                    + app_tools.specs,
+                    + app_tools.specs
+                    + [tool.spec for tool in subagents.tools.values()]
+                    + ([HANDOFF.spec] if agent.handoffs else []),
                     context=conversation.context,
                     by_reference=conversation.by_reference,
                     server_compaction_threshold=compaction.threshold if compaction.mode == "server" else None,
@@ -341,7 +431,18 @@ class AgentRun:
             self._set(state=RunState.RUNNING_TOOLS, waiting_on=model_turn.summary())
             # every approval a turn needs is asked for at once; the next turn waits for all of them
             prepared = {call.call_id: app_tools.prepare(call) for call in calls if app_tools.handles(call)}
+            successor: AgentSpec | None = None
             for call in calls:
+                if call.name == HANDOFF.spec.name and agent.handoffs:
+                    self._set(waiting_on=f"handoff from {agent.name}")
+                    output, taker = await self._handoff(call, agent)
+                    conversation.add(output)
+                    successor = taker or successor
+                    continue
+                if subagents.handles(call):
+                    self._set(waiting_on=Subagents.summary(call))
+                    conversation.add(await subagents.run(call))
+                    continue
                 if call.call_id not in prepared:
                     self._set(waiting_on=WorkspaceTools.summary(call, workspace.tools))
                     conversation.add(await workspace.run(turn, call))
@@ -360,6 +461,18 @@ class AgentRun:
             if workspace.keeper.dirty:
                 self._set(waiting_on="snapshot")
                 await workspace.keeper.snapshot(f"turn {turn}")
+            if successor is not None:
+                # the same conversation, workspace and sandbox; the successor's instructions and tools
+                agent = successor
+                registry = registry_for(workflow.info().task_queue)
+                workspace.tools = self._enabled_tools(agent, registry)
+                app_tools = AppTools(
+                    registry, agent.tools, RunContext(flags=request.flags, agent=agent.name), self._approvals
+                )
+                subagents.allowed = agent.subagents
+                model_settings = agent.model.merged_with(request.model)
+                self._status.agent = agent.name
+                self._set()
 
     async def _compact(
         self,
@@ -390,7 +503,12 @@ class AgentRun:
         )
 
     async def _continue_as_new(
-        self, request: RunRequest, agent: AgentSpec, workspace: WorkspaceTools, conversation: Conversation
+        self,
+        request: RunRequest,
+        agent: AgentSpec,
+        workspace: WorkspaceTools,
+        subagents: Subagents,
+        conversation: Conversation,
     ) -> None:
         """Start this run again with a fresh history, carrying its state (never returns)."""
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -408,6 +526,9 @@ class AgentRun:
             keeper=keeper.state(),
             sessions=workspace.sessions,
             next_session_id=workspace.next_session_id,
+            subagents=list(subagents.agents.values()),
+            next_agent=subagents.next_number,
+            workspace_notes=self._workspace_notes,
         )
         workflow.logger.info(
             "continuing as new",

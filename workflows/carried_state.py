@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from harness.conversation import ConversationItem
 from harness.specs import AgentSpec, RunRequest, RunStatus
+from harness.subagent_tools import Subagent
 from workflows.sandbox_keeper import KeeperState
 from workflows.workspace_tools import ExecSession
 
@@ -29,6 +30,10 @@ class CarriedState(BaseModel):
     keeper: KeeperState
     sessions: dict[int, ExecSession] = Field(default_factory=dict)
     next_session_id: int = 1
+    # sub-agents that finished before (a run continues as new only when none is running)
+    subagents: list[Subagent] = Field(default_factory=list)
+    next_agent: int = 1
+    workspace_notes: str | None = None
 
 
 class ContinuedRun(BaseModel):

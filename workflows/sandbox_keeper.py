@@ -94,6 +94,7 @@ class SandboxKeeper:
         managed: bool = True,
         seed: str | None = None,
         mounts: list[S3MountEntry] | None = None,
+        fill_user_sandbox: bool = True,
     ) -> None:
         self.base_id = base_id
         self.settings = settings
@@ -115,6 +116,10 @@ class SandboxKeeper:
         self.rehydrations = 0
         # tool calls running on the sandbox now; a sandbox in use is never torn down
         self.busy = 0
+        # sub-agents working in this sandbox (a shared workspace): it is not torn down either
+        self.borrowers = 0
+        # False for a sub-agent in its parent's live sandbox: that workspace is used as it is
+        self.fill_user_sandbox = fill_user_sandbox
         # exec sessions still running: a sandbox with some is not idle
         self.live_sessions = 0
         # a sandbox tool ran since the last snapshot
@@ -161,7 +166,7 @@ class SandboxKeeper:
     async def _bring_up(self) -> SandboxRef:
         self.generation += 1
         if self.user_ref is not None and self.rehydrations == 0:
-            await self._fill(self.user_ref, self.seed)
+            await self._fill(self.user_ref, self.seed if self.fill_user_sandbox else None)
             return self.user_ref
         # the first sandbox keeps the name runs had before rehydration existed
         sandbox_id = self.base_id if self.generation == 1 else f"{self.base_id}-g{self.generation - 1}"
@@ -328,7 +333,9 @@ class SandboxKeeper:
         idle = self.settings.idle_timeout_s
 
         def releasable() -> bool:
-            return self.ref is not None and self.ref.owner == "harness" and self.busy == 0
+            return (
+                self.ref is not None and self.ref.owner == "harness" and self.busy == 0 and not self.borrowers
+            )
 
         def idle_now() -> bool:
             return releasable() and self.live_sessions == 0 and idle is not None

@@ -69,6 +69,7 @@ async def prepare_workspace(request: RunRequest, agent: AgentSpec) -> PreparedWo
             skills=skills,
             memory=scope,
             started_at=int(workflow.now().timestamp()),
+            base_snapshot=request.start_from,
         ),
         result_type=PreparedWorkspace,
         start_to_close_timeout=PREPARE_TIMEOUT,
