@@ -24,7 +24,8 @@ from activities.sandbox import SandboxActivities
 from activities.snapshot import SnapshotActivities
 from activities.visibility import search_attributes_ready_activity
 from activities.workspace_prepare import WorkspaceActivities
-from harness.agents import AgentRegistry, default_registry
+from harness.agent_dispatch import AgentDispatch
+from harness.agents import AGENTS_FOR_PEOPLE, AgentRegistry, default_registry
 from harness.config import ConfigError, FarlineConfig
 from harness.context_chain import ContextStore
 from harness.function_tools import FunctionToolRegistry, install_registry
@@ -42,10 +43,12 @@ from workflows.agent_run import AgentRun
 logger = structlog.get_logger(__name__)
 
 
-def default_function_tools(config: FarlineConfig) -> FunctionToolRegistry:
-    """The demo application's tools: the task tracker, on SQLite in the data dir."""
+def default_function_tools(config: FarlineConfig, client: Client | None = None) -> FunctionToolRegistry:
+    """The demo application's tools: the task tracker, on SQLite in the data dir; with a client,
+    assigning a task to a person who is an agent starts that agent's run."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    return FunctionToolRegistry(tracker_tools(TaskTracker(config.data_dir / "task_tracker.sqlite")))
+    dispatch = AgentDispatch(client, config, AGENTS_FOR_PEOPLE) if client is not None else None
+    return FunctionToolRegistry(tracker_tools(TaskTracker(config.data_dir / "task_tracker.sqlite"), dispatch))
 
 
 class FarlineWorker:
@@ -78,7 +81,7 @@ def build_worker(
     tools (default: the demo agents and the task tracker's tools)."""
     # payloads above the threshold go to external storage, whatever client the caller has
     client = with_farline_converter(client, config)
-    function_tools = function_tools if function_tools is not None else default_function_tools(config)
+    function_tools = function_tools if function_tools is not None else default_function_tools(config, client)
     # the workflow evaluates the tools' pure rules (validation, approval) from this registry
     install_registry(config.task_queue, function_tools)
     providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}

@@ -69,6 +69,30 @@ TRACKER_AGENT = AgentSpec(
 )
 
 
+# the talk's example: two people of the Conference Launch Desk are agents; assigning a task to one
+# in the tracker starts its run on the assigning run's workspace (harness/agent_dispatch.py)
+PROGRAM_EDITOR_AGENT = AgentSpec(
+    name="program-editor",
+    instructions=(
+        "You are the Program Editor of the Conference Launch Desk. Refine the documents in /workspace "
+        "(working/ holds drafts). When a document is ready, assign its task to the person who produces "
+        "the assets (search_assignees finds them, update_assignee assigns): their run starts on your "
+        "workspace."
+    ),
+    tools=["exec_command", "apply_patch", "list_tasks", "search_assignees", "update_assignee"],
+)
+ASSET_PRODUCER_AGENT = AgentSpec(
+    name="asset-producer",
+    instructions=(
+        "You are the Asset Producer of the Conference Launch Desk. Your workspace starts as the Program "
+        "Editor left it: read the refined documents in working/ and put what you produce in output/."
+    ),
+    tools=["exec_command", "apply_patch", "list_tasks", "update_status"],
+)
+# a person of the tracker -> the agent that works as them
+AGENTS_FOR_PEOPLE = {"Program Editor": PROGRAM_EDITOR_AGENT.name, "Asset Producer": ASSET_PRODUCER_AGENT.name}
+
+
 def default_registry() -> AgentRegistry:
     """The agents a plain `python worker.py` serves."""
-    return AgentRegistry([DEMO_AGENT, TRACKER_AGENT])
+    return AgentRegistry([DEMO_AGENT, TRACKER_AGENT, PROGRAM_EDITOR_AGENT, ASSET_PRODUCER_AGENT])

@@ -29,6 +29,7 @@ from harness.rollout import rollout as run_rollout
 from harness.runs import describe, follow_run, start_run, web_ui_link
 from harness.scripted_model import DEMO_SCRIPT_PATH, Script, ScriptedModelServer
 from harness.specs import ModelSettings, RunRequest, RunResult, RunStatus, SandboxSettings
+from harness.task_tracker import TaskTracker
 from harness.temporal_client import connect
 
 DEMO_TASK = "Tell me what machine you run on, then compute the sum of the numbers 1 to 100 with Python."
@@ -36,6 +37,10 @@ TRACKER_DEMO_TASK = (
     "Find someone to book the AV crew for the main stage (task 3), assign them, and close the task."
 )
 TRACKER_DEMO_SCRIPT_PATH = Path(__file__).with_name("tracker_demo_script.json")
+COORDINATION_DEMO_TASK = (
+    "Refine the keynote abstract in working/abstract.md, then hand task 2 to its producer."
+)
+COORDINATION_DEMO_SCRIPT_PATH = Path(__file__).with_name("coordination_demo_script.json")
 
 
 def _config() -> FarlineConfig:
@@ -372,9 +377,17 @@ main.add_command(memory)
     help="Run the task tracker demo instead: the agent staffs a task, then asking to mark it DONE "
     "waits for your approval.",
 )
-def demo(tracker: bool) -> None:
+@click.option(
+    "--coordination",
+    is_flag=True,
+    help="Run the coordination demo instead: the Program Editor refines a document and assigns the task "
+    "to the Asset Producer in the tracker, which starts the producer's run on the editor's workspace.",
+)
+def demo(tracker: bool, coordination: bool) -> None:
     """Run the demo agent end to end on the embedded defaults, then stop what was started."""
-    asyncio.run(_demo(_config(), tracker))
+    if tracker and coordination:
+        raise click.UsageError("choose one of --tracker and --coordination")
+    asyncio.run(_demo(_config(), tracker, coordination))
 
 
 async def _answer_approvals(handle: WorkflowHandle[Any, RunResult]) -> None:
@@ -403,15 +416,17 @@ async def _answer_approvals(handle: WorkflowHandle[Any, RunResult]) -> None:
         await asyncio.sleep(0.5)
 
 
-async def _demo(config: FarlineConfig, tracker: bool = False) -> None:
+async def _demo(config: FarlineConfig, tracker: bool = False, coordination: bool = False) -> None:
     started: list[subprocess.Popen[bytes]] = []
     scripted: ScriptedModelServer | None = None
     worker_env: dict[str, str] = {"FARLINE_TASK_QUEUE": f"farline-demo-{os.getpid()}"}
     config = config.model_copy(update={"task_queue": worker_env["FARLINE_TASK_QUEUE"]})
     try:
-        script = TRACKER_DEMO_SCRIPT_PATH if tracker else None
+        script = (
+            TRACKER_DEMO_SCRIPT_PATH if tracker else COORDINATION_DEMO_SCRIPT_PATH if coordination else None
+        )
         if script is not None and (config.openai_api_key is not None or config.openai_base_url is not None):
-            script = None  # a configured model runs the tracker demo for real
+            script = None  # a configured model runs these demos for real
         scripted = _scripted_model_for_worker(config, script, worker_env)
         host, _, port = config.temporal_address.rpartition(":")
         if port_open(host, int(port)):
@@ -426,6 +441,8 @@ async def _demo(config: FarlineConfig, tracker: bool = False) -> None:
         if tracker:
             request = RunRequest(agent="tracker", task=TRACKER_DEMO_TASK)
             result = await _run_answering_approvals(config, request)
+        elif coordination:
+            result = await _coordination_demo(config)
         else:
             result = await _run(
                 config, RunRequest(agent="demo", task=DEMO_TASK), None, wait=True, follow=True
@@ -440,6 +457,23 @@ async def _demo(config: FarlineConfig, tracker: bool = False) -> None:
             stop_process(process)
         if scripted is not None:
             scripted.stop()
+
+
+async def _coordination_demo(config: FarlineConfig) -> RunResult | None:
+    """The editor's run, then the producer's run the tracker started for it."""
+    click.echo("Program Editor:")
+    editor = await _run(
+        config, RunRequest(agent="program-editor", task=COORDINATION_DEMO_TASK), None, wait=True, follow=True
+    )
+    task = TaskTracker(config.data_dir / "task_tracker.sqlite").task(2)
+    if editor is None or task.run is None:
+        raise click.ClickException("the editor did not hand task 2 to an agent")
+    click.echo(f"\nThe tracker started {task.assignee}'s run {task.run} on the editor's workspace:")
+    client = await connect(config)
+    click.echo(f"web UI: {web_ui_link(config, task.run)}")
+    result = await follow_run(client.get_workflow_handle(task.run, result_type=RunResult), _print_status)
+    _print_result(result)
+    return result
 
 
 async def _run_answering_approvals(config: FarlineConfig, request: RunRequest) -> RunResult:

@@ -9,15 +9,19 @@ after a worker crash leaves the same state.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import BaseModel
 
-from harness.function_tools import FunctionTool, function_tool
+from harness.function_tools import FunctionTool, ToolContext, function_tool
+
+if TYPE_CHECKING:
+    from harness.agent_dispatch import AgentDispatch
 
 TaskStatus = Literal["TODO", "IN_PROGRESS", "DONE"]
 STATUSES: tuple[str, ...] = get_args(TaskStatus)
@@ -31,7 +35,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY,
     title TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN ({", ".join(repr(s) for s in STATUSES)})),
-    assignee TEXT REFERENCES people(name)
+    assignee TEXT REFERENCES people(name),
+    -- the agent run working on the task, when its assignee is an agent
+    run TEXT
 );
 """
 
@@ -55,6 +61,7 @@ class Task(BaseModel):
     title: str
     status: TaskStatus
     assignee: str | None
+    run: str | None = None
 
 
 class UnknownTask(LookupError):
@@ -73,6 +80,9 @@ class TaskTracker:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+            if "run" not in columns:  # a database from before agents took tasks
+                db.execute("ALTER TABLE tasks ADD COLUMN run TEXT")
             if db.execute("SELECT COUNT(*) FROM people").fetchone()[0] == 0:
                 db.executemany("INSERT INTO people (name, skills) VALUES (?, ?)", SEED_PEOPLE)
                 db.executemany("INSERT INTO tasks (title, status, assignee) VALUES (?, ?, ?)", SEED_TASKS)
@@ -85,17 +95,22 @@ class TaskTracker:
 
     def tasks(self) -> list[Task]:
         with self._transaction() as db:
-            rows = db.execute("SELECT id, title, status, assignee FROM tasks ORDER BY id").fetchall()
-        return [Task(id=row[0], title=row[1], status=row[2], assignee=row[3]) for row in rows]
+            rows = db.execute("SELECT id, title, status, assignee, run FROM tasks ORDER BY id").fetchall()
+        return [Task(id=row[0], title=row[1], status=row[2], assignee=row[3], run=row[4]) for row in rows]
 
     def task(self, task_id: int) -> Task:
         with self._transaction() as db:
             row = db.execute(
-                "SELECT id, title, status, assignee FROM tasks WHERE id = ?", (task_id,)
+                "SELECT id, title, status, assignee, run FROM tasks WHERE id = ?", (task_id,)
             ).fetchone()
         if row is None:
             raise UnknownTask(f"there is no task {task_id}; list_tasks shows the tasks")
-        return Task(id=row[0], title=row[1], status=row[2], assignee=row[3])
+        return Task(id=row[0], title=row[1], status=row[2], assignee=row[3], run=row[4])
+
+    def set_run(self, task_id: int, run: str | None) -> Task:
+        with self._transaction() as db:
+            db.execute("UPDATE tasks SET run = ? WHERE id = ?", (run, task_id))
+        return self.task(task_id)
 
     def set_status(self, task_id: int, status: TaskStatus) -> Task:
         with self._transaction() as db:
@@ -121,8 +136,12 @@ class TaskTracker:
         return [name for name, skills in rows if needle in skills.lower()]
 
 
-def tracker_tools(tracker: TaskTracker) -> list[FunctionTool]:
-    """The tracker's function tools, bound to `tracker`; moving a task to DONE needs approval."""
+def tracker_tools(tracker: TaskTracker, dispatch: AgentDispatch | None = None) -> list[FunctionTool]:
+    """The tracker's function tools, bound to `tracker`; moving a task to DONE needs approval.
+
+    With `dispatch`, assigning a task to a person who is an agent starts that agent's run on the
+    assigning run's workspace, and the task records the run.
+    """
 
     @function_tool(needs_approval=lambda args: args.status == "DONE")
     def update_status(task_id: int, status: TaskStatus) -> Task:
@@ -135,14 +154,18 @@ def tracker_tools(tracker: TaskTracker) -> list[FunctionTool]:
         return tracker.set_status(task_id, status)
 
     @function_tool
-    def update_assignee(task_id: int, assignee: str) -> Task:
-        """Give a task to a person.
+    async def update_assignee(task_id: int, assignee: str, context: ToolContext) -> Task:
+        """Give a task to a person. When the person is an agent, its run starts on your workspace.
 
         Args:
             task_id: The task's id, as list_tasks shows it.
             assignee: The person's exact name, as search_assignees returns it.
         """
-        return tracker.set_assignee(task_id, assignee)
+        task = await asyncio.to_thread(tracker.set_assignee, task_id, assignee)
+        if dispatch is None:
+            return task
+        run = await dispatch.assign(assignee, f"Task {task.id}: {task.title}", f"task{task.id}", context)
+        return await asyncio.to_thread(tracker.set_run, task_id, run)
 
     @function_tool
     def search_assignees(skill: str) -> list[str]:
