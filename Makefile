@@ -27,6 +27,7 @@ bench: install
 	$(PYTHON) bench/loop_overhead.py
 	$(PYTHON) bench/tools.py
 	$(PYTHON) bench/snapshot.py
+	$(PYTHON) bench/fanout.py
 
 dev: install
 	farline dev

@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 
 from harness.approval_tree import owner_of_call, pending_in_tree
 from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
+from harness.cli_config import config_command
 from harness.cli_memory import memory
 from harness.cli_snapshots import COMMANDS as SNAPSHOT_COMMANDS
 from harness.config import ConfigError, FarlineConfig
@@ -368,6 +369,7 @@ async def _rollout(config: FarlineConfig, workflow_id: str) -> None:
 for _command in SNAPSHOT_COMMANDS:
     main.add_command(_command)
 main.add_command(memory)
+main.add_command(config_command)
 
 
 @main.command()

@@ -32,6 +32,7 @@ def start_worker_process(config: FarlineConfig, log: Path) -> subprocess.Popen[b
         "FARLINE_MODEL": config.model,
         "FARLINE_LOG_FORMAT": "json",
         "FARLINE_SNAPSHOT_DIR": str(config.snapshots_dir),
+        "FARLINE_PAYLOAD_DIR": str(config.payloads_dir),
     }
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "worker"], cwd=REPO, env=env, stdout=out, stderr=out)

@@ -39,7 +39,14 @@ with workflow.unsafe.imports_passed_through():
         RunState,
         RunStatus,
     )
-    from harness.subagent_tools import HANDOFF, HandoffArgs, Subagent, SubagentState, SubagentUpdate
+    from harness.subagent_tools import (
+        HANDOFF,
+        SPAWN_AGENT,
+        HandoffArgs,
+        Subagent,
+        SubagentState,
+        SubagentUpdate,
+    )
     from harness.tools import BUILTIN_TOOLS, ToolCallError, ToolDefinition, offered_specs, parse_tool_call
 
 from workflows.app_tools import AppTools
@@ -432,7 +439,12 @@ class AgentRun:
             # every approval a turn needs is asked for at once; the next turn waits for all of them
             prepared = {call.call_id: app_tools.prepare(call) for call in calls if app_tools.handles(call)}
             successor: AgentSpec | None = None
-            for call in calls:
+            # outputs of calls already run together with an earlier one (the spawns of one turn)
+            done_early: dict[str, FunctionCallOutputItem] = {}
+            for index, call in enumerate(calls):
+                if call.call_id in done_early:
+                    conversation.add(done_early.pop(call.call_id))
+                    continue
                 if call.name == HANDOFF.spec.name and agent.handoffs:
                     self._set(waiting_on=f"handoff from {agent.name}")
                     output, taker = await self._handoff(call, agent)
@@ -440,8 +452,16 @@ class AgentRun:
                     successor = taker or successor
                     continue
                 if subagents.handles(call):
+                    together = [call]
+                    while call.name == SPAWN_AGENT.spec.name and index + len(together) < len(calls):
+                        following = calls[index + len(together)]
+                        if following.name != SPAWN_AGENT.spec.name:
+                            break
+                        together.append(following)
                     self._set(waiting_on=Subagents.summary(call))
-                    conversation.add(await subagents.run(call))
+                    first, *rest = await subagents.run_together(together)
+                    conversation.add(first)
+                    done_early.update({output.call_id: output for output in rest})
                     continue
                 if call.call_id not in prepared:
                     self._set(waiting_on=WorkspaceTools.summary(call, workspace.tools))

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.sandbox_keeper import SNAPSHOT_RETRY_POLICY, SNAPSHOT_TIMEOUT, SandboxKeeper
 
 CLOSE_WAIT = timedelta(seconds=60)
+DELIVERIES_AT_ONCE = 8
 
 
 class Subagents:
@@ -94,6 +95,10 @@ class Subagents:
             return f"wait for {', '.join(arguments.agent_ids) if arguments.agent_ids else 'sub-agents'}"
         return call.name
 
+    async def run_together(self, calls: list[FunctionCallItem]) -> list[FunctionCallOutputItem]:
+        """Several calls side by side (the spawns of one turn), their outputs in call order."""
+        return list(await asyncio.gather(*(self.run(call) for call in calls)))
+
     async def run(self, call: FunctionCallItem) -> FunctionCallOutputItem:
         try:
             arguments = parse_tool_call(call, self.tools)
@@ -126,9 +131,18 @@ class Subagents:
                 f"{len(self.live)} sub-agents are running, the most this run allows "
                 f"(subagent_limits.max_live); wait for one (wait_agents) or close one first"
             )
+        # registered before the first wait, so spawns of one turn run side by side within the limit
         agent_id = f"a{self.next_number}"
         self.next_number += 1
         workflow_id = f"{self.parent_id}.{agent_id}"
+        entry = Subagent(
+            agent_id=agent_id,
+            agent=arguments.agent,
+            task=arguments.task,
+            workspace=arguments.workspace,
+            workflow_id=workflow_id,
+        )
+        self.agents[agent_id] = entry
         keeper = self.keeper
         start_from, user_sandbox = None, None
         if arguments.workspace != "empty":
@@ -153,14 +167,6 @@ class Subagents:
                 shared_workspace=user_sandbox is not None,
             ),
         )
-        entry = Subagent(
-            agent_id=agent_id,
-            agent=arguments.agent,
-            task=arguments.task,
-            workspace=arguments.workspace,
-            workflow_id=workflow_id,
-        )
-        self.agents[agent_id] = entry
         handle = await workflow.start_child_workflow(
             "AgentRun",
             request,
@@ -243,9 +249,20 @@ class Subagents:
     # -- results into the parent's workspace ---------------------------------------------------------
 
     async def _deliver_finished(self) -> None:
-        for entry in self.agents.values():
-            if entry.state is SubagentState.COMPLETED and entry.delivered_to is None:
+        """Every completed sub-agent's results not yet delivered, several at once (a fan-out of a
+        hundred would otherwise pay one activity round trip after another)."""
+        limit = asyncio.Semaphore(DELIVERIES_AT_ONCE)
+
+        async def deliver(entry: Subagent) -> None:
+            async with limit:
                 await self._deliver(entry)
+
+        waiting = [
+            entry
+            for entry in self.agents.values()
+            if entry.state is SubagentState.COMPLETED and entry.delivered_to is None
+        ]
+        await asyncio.gather(*(deliver(entry) for entry in waiting))
 
     async def _deliver(self, entry: Subagent) -> None:
         keeper = self.keeper
