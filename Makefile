@@ -11,7 +11,7 @@ install:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \
 	  command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; fi
-	$(PYTHON) -m pip install -q -e '.[dev]'
+	$(PYTHON) -m pip install -q -e '.[dev,otel]'
 
 demo: install
 	farline demo
@@ -27,6 +27,7 @@ bench: install
 	$(PYTHON) bench/loop_overhead.py
 	$(PYTHON) bench/tools.py
 	$(PYTHON) bench/snapshot.py
+	$(PYTHON) bench/long_run.py
 	$(PYTHON) bench/fanout.py
 
 dev: install

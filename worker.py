@@ -29,12 +29,14 @@ from harness.agents import AGENTS_FOR_PEOPLE, AgentRegistry, default_registry
 from harness.config import ConfigError, FarlineConfig
 from harness.context_chain import ContextStore
 from harness.function_tools import FunctionToolRegistry, install_registry
+from harness.log_context import LogContextInterceptor
 from harness.logging import configure_logging
 from harness.memory import MemoryStore
 from harness.search_attributes import ensure_search_attributes
 from harness.snapshot_store import open_snapshot_store
 from harness.stores import open_run_store
 from harness.task_tracker import TaskTracker, tracker_tools
+from harness.telemetry import Telemetry, ToolCallMetrics, start_telemetry
 from harness.temporal_client import connect, with_farline_converter
 from sandbox_providers.base import SandboxProvider
 from sandbox_providers.local import LocalProvider
@@ -113,6 +115,9 @@ def build_worker(
         snapshots.deliver_handoff,
         sandbox.mount_storage,
     ]
+    # every activity's logs carry its run, agent and turn; tool calls are counted for the metrics
+    # endpoint (the client's runtime has one when a port is set)
+    interceptors = [LogContextInterceptor(), ToolCallMetrics()]
     shared = Worker(
         client,
         task_queue=config.task_queue,
@@ -129,17 +134,32 @@ def build_worker(
             *([] if local_queue else on_sandboxes),
         ],
         graceful_shutdown_timeout=graceful,
+        interceptors=interceptors,
     )
     local = None
     if local_queue is not None:
         local = Worker(
-            client, task_queue=local_queue, activities=on_sandboxes, graceful_shutdown_timeout=graceful
+            client,
+            task_queue=local_queue,
+            activities=on_sandboxes,
+            graceful_shutdown_timeout=graceful,
+            interceptors=interceptors,
         )
     return FarlineWorker(shared, local)
 
 
-async def run_worker(config: FarlineConfig, registry: AgentRegistry | None = None) -> None:
-    client = await connect(config)
+async def run_worker(
+    config: FarlineConfig, registry: AgentRegistry | None = None, telemetry: Telemetry | None = None
+) -> None:
+    telemetry = telemetry or start_telemetry(config)
+    try:
+        await _serve(config, registry, telemetry)
+    finally:
+        telemetry.close()
+
+
+async def _serve(config: FarlineConfig, registry: AgentRegistry | None, telemetry: Telemetry) -> None:
+    client = await connect(config, telemetry)
     await ensure_search_attributes(client, config.temporal_namespace, config.task_queue)
     worker = build_worker(client, config, registry)
     stop = asyncio.Event()
@@ -151,6 +171,8 @@ async def run_worker(config: FarlineConfig, registry: AgentRegistry | None = Non
         temporal=config.temporal_address,
         task_queue=config.task_queue,
         model_server=config.openai_base_url or "api.openai.com",
+        metrics=f"{config.metrics_host}:{config.metrics_port}" if config.metrics_port else "off",
+        tracing=config.otel_exporter,
     )
     async with worker:
         await stop.wait()
@@ -161,10 +183,13 @@ async def run_worker(config: FarlineConfig, registry: AgentRegistry | None = Non
 def main() -> None:
     try:
         config = FarlineConfig.from_env()
+        telemetry = start_telemetry(config)
     except ConfigError as error:
         sys.exit(f"farline worker: {error}")
     configure_logging(config.log_format)
-    asyncio.run(run_worker(config))
+    if telemetry.tracing is not None:
+        telemetry.tracing.install_globally()
+    asyncio.run(run_worker(config, telemetry=telemetry))
     # skip interpreter teardown, during which the Temporal client's native threads
     # can abort the process (temporalio/sdk-python#300)
     sys.stdout.flush()

@@ -42,6 +42,7 @@ from harness.conversation import (
     since_last_compaction,
 )
 from harness.specs import ModelApi, Usage
+from harness.telemetry import record_model_call
 
 log = structlog.get_logger(__name__)
 
@@ -147,6 +148,7 @@ async def model_turn(config: FarlineConfig, request: ModelRequest) -> ModelTurn:
             turn = await _call_responses(client, model, request)
     except openai.APIError as error:
         failure = _application_error(error, model=model, api=api, base_url=base_url)
+        record_model_call(model, api, time.monotonic() - started, failure.type or "ModelCallFailed")
         bound.warning(
             "model call failed",
             error=failure.message,
@@ -157,6 +159,7 @@ async def model_turn(config: FarlineConfig, request: ModelRequest) -> ModelTurn:
     # what the context will hold after this turn, from the server's count or, without one, estimated
     reported = turn.usage.input_tokens + turn.usage.output_tokens
     turn.context_tokens = reported or estimate_tokens([*request.items, *turn.items])
+    record_model_call(model, api, time.monotonic() - started, "ok", turn.usage)
     bound.info(
         "model call",
         tool_calls_out=len(turn.function_calls),

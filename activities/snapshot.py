@@ -32,6 +32,7 @@ from harness.object_store import ObjectStoreError
 from harness.snapshot_store import SnapshotMissing, SnapshotStore
 from harness.snapshot_tree import SnapshotInvalid, SnapshotRecord
 from harness.subagent_tools import HANDOFFS_DIR
+from harness.telemetry import record_restore, record_snapshot
 from sandbox_providers.base import SandboxGone, SandboxProvider, SandboxRef
 
 logger = structlog.get_logger(__name__)
@@ -49,6 +50,7 @@ class SnapshotActivities(ProviderActivities):
     @activity.defn(name="snapshot_workspace")
     async def snapshot_workspace(self, request: SnapshotRequest) -> SnapshotResult:
         taken = await self._guarded(request.sandbox, self._engine(request.sandbox).take(request.sandbox))
+        record_snapshot(taken.uploaded_bytes, taken.seconds)
         new = taken.snapshot_id != request.previous_snapshot_id
         tree = taken.tree
         if new:
@@ -86,6 +88,7 @@ class SnapshotActivities(ProviderActivities):
         restored = await self._guarded(
             request.sandbox, self._engine(request.sandbox).restore(request.sandbox, request.snapshot_id)
         )
+        record_restore(restored.seconds)
         return RestoreResult(**restored.model_dump())
 
     @activity.defn(name="deliver_handoff")

@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 from harness.approval_tree import owner_of_call, pending_in_tree
 from harness.approvals import ApprovalDecision, PendingApproval, UserMessage
 from harness.cli_config import config_command
+from harness.cli_follow import follow
 from harness.cli_memory import memory
 from harness.cli_snapshots import COMMANDS as SNAPSHOT_COMMANDS
 from harness.config import ConfigError, FarlineConfig
@@ -370,6 +371,7 @@ for _command in SNAPSHOT_COMMANDS:
     main.add_command(_command)
 main.add_command(memory)
 main.add_command(config_command)
+main.add_command(follow)
 
 
 @main.command()

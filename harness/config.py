@@ -7,12 +7,13 @@ workflow's input, its history or a sandbox.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import socket
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from harness.specs import ModelApi
 
@@ -69,6 +70,14 @@ class FarlineConfig(BaseModel):
     local_sources: str = Field(default="")
     manifest_max_bytes: int = Field(default=2 * 1024**3, gt=0)
 
+    # observability (harness/telemetry.py): a Prometheus endpoint with the Temporal SDK's metrics and
+    # Farline's (off without a port), and OpenTelemetry spans of workflows and activities (off: none)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = Field(default="127.0.0.1")
+    otel_exporter: Literal["none", "otlp", "console"] = Field(default="none")
+    otel_endpoint: str | None = Field(default=None)  # default: the OTLP exporter's (localhost:4317)
+    otel_service_name: str = Field(default="farline-worker", min_length=1)
+
     # field name -> environment variable that sets it
     ENVIRONMENT: ClassVar[dict[str, str]] = {
         "temporal_address": "FARLINE_TEMPORAL_ADDRESS",
@@ -98,7 +107,32 @@ class FarlineConfig(BaseModel):
         "payload_threshold_bytes": "FARLINE_PAYLOAD_THRESHOLD_BYTES",
         "local_sources": "FARLINE_LOCAL_SOURCES",
         "manifest_max_bytes": "FARLINE_MANIFEST_MAX_BYTES",
+        "metrics_port": "FARLINE_METRICS_PORT",
+        "metrics_host": "FARLINE_METRICS_HOST",
+        "otel_exporter": "FARLINE_OTEL_EXPORTER",
+        "otel_endpoint": "FARLINE_OTEL_ENDPOINT",
+        "otel_service_name": "FARLINE_OTEL_SERVICE_NAME",
     }
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _metrics_host_is_an_address(cls, host: str) -> str:
+        # the SDK's metrics server binds an address, not a name
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"{host!r} is not an IP address: use 127.0.0.1 (this machine only) or 0.0.0.0 (every "
+                "interface)"
+            ) from None
+        return host
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _otel_endpoint_is_a_url(cls, endpoint: str | None) -> str | None:
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"{endpoint!r} is not a URL: give the collector's, e.g. http://localhost:4317")
+        return endpoint
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> FarlineConfig:
@@ -108,6 +142,15 @@ class FarlineConfig(BaseModel):
         ):
             if kind == "s3" and not self.s3_bucket:
                 raise ValueError(f"{variable}=s3 needs FARLINE_S3_BUCKET (and usually FARLINE_S3_ENDPOINT)")
+        return self
+
+    @model_validator(mode="after")
+    def _otel_endpoint_needs_otlp(self) -> FarlineConfig:
+        if self.otel_endpoint is not None and self.otel_exporter != "otlp":
+            raise ValueError(
+                f"FARLINE_OTEL_ENDPOINT is set but FARLINE_OTEL_EXPORTER is {self.otel_exporter!r}: "
+                "set FARLINE_OTEL_EXPORTER=otlp to send spans there"
+            )
         return self
 
     @property

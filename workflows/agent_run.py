@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         ModelTurn,
     )
     from harness.function_tools import FunctionToolRegistry, RunContext, registry_for
+    from harness.log_context import set_run_context
     from harness.search_attributes import FARLINE_AGENT, FARLINE_STATE
     from harness.specs import (
         AgentSpec,
@@ -164,7 +165,9 @@ class AgentRun:
             self._status.state = state
         self._status.waiting_on = waiting_on
         self._publish_search_attributes()
-        details = f"**{self._status.agent}** · turn {self._status.turn} · {self._status.state.value}"
+        set_run_context(self._status.agent, self._status.turn)
+        state = self._status.state.value.replace("_", " ")
+        details = f"**{self._status.agent}** · turn {self._status.turn} · {state}"
         if waiting_on:
             details += f" · waiting on {waiting_on}"
         workflow.set_current_details(details)

@@ -7,12 +7,14 @@ durably (through worker restarts, for days) or until the tool's approval timeout
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from harness.approvals import ApprovalDecision, PendingApproval
+    from harness.telemetry import count_approval_decided, count_approval_requested
 
 
 class ApprovalBook:
@@ -29,6 +31,7 @@ class ApprovalBook:
             since=now,
             timeout_at=now + timedelta(seconds=timeout_s) if timeout_s else None,
         )
+        count_approval_requested(tool)
 
     def refusal(self, decision: ApprovalDecision) -> str | None:
         """Why `decision` cannot be taken (for the update's validator), or None."""
@@ -47,7 +50,8 @@ class ApprovalBook:
             workflow.logger.warning("approval decision ignored", extra={"reason": refusal})
             return
         self.decisions[decision.call_id] = decision
-        del self.pending[decision.call_id]
+        outcome = "approved" if decision.approved else "declined"
+        count_approval_decided(self.pending.pop(decision.call_id).tool, outcome)
 
     async def wait_for(self, call_id: str) -> ApprovalDecision:
         """The decision on a pending call; a timed-out wait is a decline that says so."""
@@ -62,4 +66,9 @@ class ApprovalBook:
                     call_id=call_id, approved=False, reason=f"nobody answered within {seconds:g} seconds"
                 )
             )
+        except asyncio.CancelledError:
+            # the run is cancelled: its calls stop waiting, undecided
+            for waiting in self.pending.values():
+                count_approval_decided(waiting.tool, "cancelled")
+            raise
         return self.decisions[call_id]

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.snapshot_io import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
     from harness.manifest import S3MountEntry
     from harness.specs import SandboxSettings, UserSandbox
+    from harness.telemetry import count_rehydration
     from sandbox_providers.base import SandboxRef
 
 SANDBOX_RETRY_POLICY = RetryPolicy(
@@ -271,6 +272,7 @@ class SandboxKeeper:
         if self.ref == ref:
             self.ref = None
             self.rehydrations += 1
+            count_rehydration(self.settings.provider)
             self.dirty = False
             self.notices.append(
                 "The sandbox was lost after your last commands; the next command runs in a new one, "
@@ -292,6 +294,7 @@ class SandboxKeeper:
             if self.ref == ref:
                 self.ref = None
                 self.rehydrations += 1
+                count_rehydration(self.settings.provider)
                 self.dirty = False
             if self.ref is None:
                 self.ref = await self._bring_up()

@@ -40,6 +40,17 @@ def _refused(message: str) -> ApplicationError:
     return ApplicationError(message, type="BadRunRequest", non_retryable=True)
 
 
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _summary(entries: int, skills: int, memory: bool) -> str:
+    return (
+        f"workspace: {_counted(entries, 'entry' if entries == 1 else 'entrie')}, {_counted(skills, 'skill')}"
+        + (", memory" if memory else "")
+    )
+
+
 def memory_scope(agent: AgentSpec, request: RunRequest) -> MemoryScope | None:
     if not agent.memory.enabled:
         if request.memory_key is not None:
@@ -75,8 +86,7 @@ async def prepare_workspace(request: RunRequest, agent: AgentSpec) -> PreparedWo
         start_to_close_timeout=PREPARE_TIMEOUT,
         heartbeat_timeout=timedelta(seconds=60),
         retry_policy=PREPARE_RETRY_POLICY,
-        summary=f"workspace: {len(manifest.entries) if manifest else 0} entries, {len(skills)} skills"
-        + (", memory" if scope is not None else ""),
+        summary=_summary(len(manifest.entries) if manifest else 0, len(skills), scope is not None),
     )
 
 
