@@ -271,10 +271,34 @@ class Workspace:
         """Unpack a tar into the workspace. Every member is checked before anything is written."""
         try:
             with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
-                for member, path in _checked_members(tar):
+                members = _checked_members(tar)
+                self._check_against_workspace(members)
+                # checked again while extracting: the sandbox may change the workspace meanwhile
+                for member, path in members:
                     self._extract(tar, member, path)
         except tarfile.TarError as exc:
             raise SandboxError(f"not a readable tar archive: {exc}") from exc
+
+    def _check_against_workspace(self, members: list[tuple[tarfile.TarInfo, str]]) -> None:
+        """Refuse the archive up front when extracting it would fail on what is in the workspace.
+
+        Each member's parents are walked without following anything: an existing symlink on the
+        way is refused, as is an existing non-directory, and a file or link member may not replace
+        an existing directory. `planned` holds what the earlier members of the archive leave at a
+        path ("dir" for a member's parents, too), which is what extraction finds there instead.
+        """
+        planned: dict[str, str] = {}
+        root_fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for member, path in members:
+                kind = "dir" if member.isdir() else "link" if member.issym() else "file"
+                parts = path.split("/")
+                _check_member(root_fd, parts, kind, planned, member.name)
+                for depth in range(1, len(parts)):
+                    planned["/".join(parts[:depth])] = "dir"
+                planned[path] = kind
+        finally:
+            os.close(root_fd)
 
     def _extract(self, tar: tarfile.TarFile, member: tarfile.TarInfo, path: str) -> None:
         with self._walk(path, follow_last=False, follow_parents=False, create_parents=True) as found:
@@ -450,6 +474,48 @@ def _checked_members(tar: tarfile.TarFile) -> list[tuple[tarfile.TarInfo, str]]:
             raise SandboxPathError(f"archive member {member.name!r} is a device, FIFO or other special file")
         checked.append((member, "/".join(parts)))
     return checked
+
+
+def _check_member(root_fd: int, parts: list[str], kind: str, planned: dict[str, str], name: str) -> None:
+    """Raise what extracting one member would raise on the workspace as `planned` leaves it."""
+    stack = [root_fd]
+    try:
+        on_disk = True  # whether the path so far is an existing directory in the workspace
+        for depth, component in enumerate(parts, start=1):
+            prefix = "/".join(parts[:depth])
+            last = depth == len(parts)
+            st = None
+            if on_disk:
+                try:
+                    st = os.stat(component, dir_fd=stack[-1], follow_symlinks=False)
+                except FileNotFoundError:
+                    on_disk = False
+            earlier = planned.get(prefix)
+            if last:
+                if earlier is not None:
+                    existing_dir = earlier == "dir"
+                else:
+                    existing_dir = st is not None and stat.S_ISDIR(st.st_mode)
+                if kind != "dir" and existing_dir:
+                    raise IsADirectoryError(f"{name!r} is a directory in the workspace; not replacing it")
+                return
+            if earlier == "dir":
+                if st is None or not stat.S_ISDIR(st.st_mode):
+                    on_disk = False  # extraction creates it, or replaces what is there with it
+                    continue
+            elif earlier is not None:
+                raise NotADirectoryError(f"not a directory in the workspace: {name}")
+            elif st is None:
+                return  # missing: extraction creates it and everything under it
+            elif stat.S_ISLNK(st.st_mode):
+                raise SandboxPathError(f"{name!r} goes through the symlink {prefix!r}; not following it")
+            elif not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(f"not a directory in the workspace: {name}")
+            if on_disk:
+                stack.append(_open_nofollow(component, _DIR_FLAGS, stack[-1], name))
+    finally:
+        for fd in stack[1:]:
+            os.close(fd)
 
 
 def _check_link_target(member: tarfile.TarInfo) -> None:
