@@ -8,9 +8,6 @@ up they fail, and following says so once and keeps going.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import sys
 from datetime import timedelta
 
 import click
@@ -24,7 +21,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from harness.approval_tree import pending_in_tree
 from harness.config import ConfigError, FarlineConfig
 from harness.follow_view import LineKind, RunStory, StoryLine, tell
-from harness.logging import configure_logging
 from harness.runs import describe, web_ui_link
 from harness.specs import RunStatus
 from harness.temporal_client import connect
@@ -160,22 +156,3 @@ def follow(ctx: click.Context, workflow_id: str, no_live: bool) -> None:
     when it stopped at its turn limit), 1 when it failed, was cancelled, terminated or timed out.
     """
     ctx.exit(asyncio.run(_follow(_config(), workflow_id, live=not no_live)))
-
-
-def _main() -> None:
-    """`python -m harness.cli_follow ID`: the command on its own. Like `farline`, it ends the
-    process without interpreter teardown, during which the Temporal client's native threads
-    can abort it (temporalio/sdk-python#300)."""
-    configure_logging(os.environ.get("FARLINE_LOG_FORMAT") or "auto", level=logging.WARNING)
-    code = 0
-    try:
-        follow()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    _main()

@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from harness.approvals import PendingApproval
 from harness.patch_parse import AddFile, DeleteFile, PatchError, parse_patch
-from harness.rollout import run_ids
+from harness.rollout import CHILD_ENDINGS, run_ids
 
 LineKind = Literal[
     "start",
@@ -335,7 +335,7 @@ class RunStory:
         handler = _HANDLERS.get(kind)
         if handler is not None:
             await handler(self, event)
-        elif kind in _CHILD_ENDINGS:
+        elif kind in CHILD_ENDINGS:
             await self._child_ended(event)
         return self._told()
 
@@ -517,7 +517,7 @@ class RunStory:
         )
 
     async def _child_ended(self, event: HistoryEvent) -> None:
-        field_name, outcome = _CHILD_ENDINGS[event.event_type]
+        field_name, outcome = CHILD_ENDINGS[event.event_type]
         attributes = getattr(event, field_name)
         child = attributes.workflow_execution.workflow_id
         detail = ""
@@ -632,29 +632,6 @@ _HANDLERS = {
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED: RunStory._workflow_ended_badly,
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED: RunStory._workflow_ended_badly,
     EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: RunStory._workflow_task_failed,
-}
-
-_CHILD_ENDINGS = {
-    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
-        "child_workflow_execution_completed_event_attributes",
-        "completed",
-    ),
-    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: (
-        "child_workflow_execution_failed_event_attributes",
-        "failed",
-    ),
-    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: (
-        "child_workflow_execution_canceled_event_attributes",
-        "closed",
-    ),
-    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: (
-        "child_workflow_execution_terminated_event_attributes",
-        "terminated",
-    ),
-    EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (
-        "child_workflow_execution_timed_out_event_attributes",
-        "timed out",
-    ),
 }
 
 

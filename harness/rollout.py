@@ -60,8 +60,8 @@ async def rollout(client: Client, workflow_id: str) -> AsyncIterator[dict[str, A
             elif event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
                 child = event.start_child_workflow_execution_initiated_event_attributes.workflow_id
                 yield {**line, "turn": turn, "kind": "subagent_started", "workflow_id": child}
-            elif event.event_type in _CHILD_ENDINGS:
-                ending = _CHILD_ENDINGS[event.event_type]
+            elif event.event_type in CHILD_ENDINGS:
+                ending = CHILD_ENDINGS[event.event_type]
                 child = getattr(event, ending[0]).workflow_execution.workflow_id
                 yield {
                     **line,
@@ -75,7 +75,8 @@ async def rollout(client: Client, workflow_id: str) -> AsyncIterator[dict[str, A
                 yield {**line, "turn": turn, "kind": "continued_as_new", "new_run_id": new_run}
 
 
-_CHILD_ENDINGS = {
+# how a sub-agent's child workflow ended: the event's attributes field, and the outcome shown
+CHILD_ENDINGS = {
     EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
         "child_workflow_execution_completed_event_attributes",
         "completed",

@@ -29,7 +29,7 @@ NOTES_PATCH = "*** Begin Patch\n*** Add File: notes.md\n+first note\n+second not
 
 
 class Follower:
-    """`python -m harness.cli_follow ID` in a child process, its output read as it comes."""
+    """`farline follow ID` in a child process, its output read as it comes."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
@@ -46,7 +46,8 @@ class Follower:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "harness.cli_follow",
+            "harness.cli",
+            "follow",
             workflow_id,
             cwd=REPO,
             env=env,
