@@ -4,8 +4,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test lint bench dev
 
-# bubblewrap runs the sandboxes; git fetches manifest and skill sources; rclone and fuse3 mount buckets
-SYSTEM_TOOLS := bwrap:bubblewrap git:git rclone:rclone fusermount3:fuse3
+# bubblewrap runs the sandboxes; git fetches manifest and skill sources; rclone and fuse3 mount buckets;
+# podman (with runc and catatonit) is the Docker-API engine the docker provider's tests drive, their
+# images made of the host's busybox
+SYSTEM_TOOLS := bwrap:bubblewrap git:git rclone:rclone fusermount3:fuse3 \
+	podman:podman runc:runc catatonit:catatonit busybox:busybox-static
 
 install:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do \

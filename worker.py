@@ -87,6 +87,10 @@ def build_worker(
     # the workflow evaluates the tools' pure rules (validation, approval) from this registry
     install_registry(config.task_queue, function_tools)
     providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}
+    if config.docker_image is not None:
+        from sandbox_providers.docker import DockerProvider  # the optional `docker` extra
+
+        providers["docker"] = DockerProvider.from_config(config)
     local_queue = config.local_sandbox_task_queue if config.pin_local_sandboxes else None
     store = open_snapshot_store(config)
     sandbox = SandboxActivities(providers, local_task_queue=local_queue, store=store, config=config)
@@ -131,7 +135,8 @@ def build_worker(
             sandbox.create_sandbox,
             app.run_function_tool,
             search_attributes_ready_activity,
-            *([] if local_queue else on_sandboxes),
+            # docker sandboxes are reached from any worker: their activities stay on the run's queue
+            *([] if local_queue and "docker" not in providers else on_sandboxes),
         ],
         graceful_shutdown_timeout=graceful,
         interceptors=interceptors,

@@ -48,6 +48,16 @@ class FarlineConfig(BaseModel):
     bwrap_path: str = Field(default="bwrap")
     sandbox_uid: int = Field(default=65534, ge=1)
 
+    # the docker provider (sandbox_providers/docker.py, the `docker` extra): containers of an engine
+    # that speaks the Docker API (Docker, or `podman system service`); offered when an image is set
+    docker_image: str | None = Field(default=None)
+    docker_url: str | None = Field(default=None)  # default: DOCKER_HOST, else the engine's usual socket
+    docker_user: str | None = Field(default=None)  # default: the image's
+    docker_cpus: float | None = Field(default=None, gt=0)
+    docker_memory: str | None = Field(default=None)  # "2g", "512m"; no swap on top
+    docker_pids_limit: int | None = Field(default=1024, ge=1)
+    docker_network: str = Field(default="bridge")  # the network of sandboxes that may have one
+
     log_format: str = Field(default="auto")  # auto, json or console
 
     # where snapshots of workspaces go: "local" (a directory) or "s3" (any S3-compatible store)
@@ -93,6 +103,13 @@ class FarlineConfig(BaseModel):
         "pin_local_sandboxes": "FARLINE_PIN_LOCAL_SANDBOXES",
         "bwrap_path": "FARLINE_BWRAP",
         "sandbox_uid": "FARLINE_SANDBOX_UID",
+        "docker_image": "FARLINE_DOCKER_IMAGE",
+        "docker_url": "FARLINE_DOCKER_URL",
+        "docker_user": "FARLINE_DOCKER_USER",
+        "docker_cpus": "FARLINE_DOCKER_CPUS",
+        "docker_memory": "FARLINE_DOCKER_MEMORY",
+        "docker_pids_limit": "FARLINE_DOCKER_PIDS_LIMIT",
+        "docker_network": "FARLINE_DOCKER_NETWORK",
         "log_format": "FARLINE_LOG_FORMAT",
         "snapshot_store": "FARLINE_SNAPSHOT_STORE",
         "snapshot_dir": "FARLINE_SNAPSHOT_DIR",

@@ -59,7 +59,11 @@ class ModelSettings(BaseModel):
 class SandboxSettings(BaseModel):
     """Where the agent's commands run and what they may reach."""
 
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "docker"] = Field(
+        default="local",
+        description="'local': bubblewrap on the worker's machine; 'docker': a container of the workers' "
+        "Docker-API engine (FARLINE_DOCKER_IMAGE must be set on the workers).",
+    )
     network: bool = Field(default=False, description="Give the sandbox network access.")
     env: dict[str, str] = Field(
         default_factory=dict,

@@ -19,7 +19,7 @@ from harness.search_attributes import dev_server_args, ensure_search_attributes
 from worker import build_worker
 
 # the fixtures of the tests that drive a local sandbox provider directly: root, provider, sandbox
-pytest_plugins = ["tests.sandbox_support", "tests.s3_server"]
+pytest_plugins = ["tests.sandbox_support", "tests.s3_server", "tests.podman_service"]
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
+import docker
 import pytest
 
 from sandbox_providers.base import SandboxRef
+from sandbox_providers.docker import DockerProvider
+from sandbox_providers.docker_scripts import MAX_LIVE_PROCESSES as DOCKER_MAX_LIVE_PROCESSES
 from sandbox_providers.local import MAX_LIVE_PROCESSES, LocalProvider
 from tests.providers.support import ProviderSetup, ProviderUnderTest
 
@@ -27,11 +31,11 @@ WORKER_SECRETS = {
     "AWS_SECRET_ACCESS_KEY": "aws-contract-secret",
 }
 
-ProviderFactory = Callable[[Path], AbstractAsyncContextManager[ProviderSetup]]
+ProviderFactory = Callable[[Path, pytest.FixtureRequest], AbstractAsyncContextManager[ProviderSetup]]
 
 
 @asynccontextmanager
-async def local_provider(tmp_path: Path) -> AsyncIterator[ProviderSetup]:
+async def local_provider(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ProviderSetup]:
     """Bubblewrap sandboxes under the test's own directory."""
     root = tmp_path / "sandboxes"
 
@@ -42,7 +46,31 @@ async def local_provider(tmp_path: Path) -> AsyncIterator[ProviderSetup]:
     yield ProviderSetup(provider=LocalProvider(root), vanish=vanish, live_process_limit=MAX_LIVE_PROCESSES)
 
 
+@asynccontextmanager
+async def docker_provider(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ProviderSetup]:
+    """Containers of podman's Docker-compatible API service (tests/podman_service.py), as a
+    non-root user; every container the test made is removed after it."""
+    service = request.getfixturevalue("podman_service")
+    label = uuid.uuid4().hex[:12]
+    provider = DockerProvider(
+        service.image, base_url=service.base_url, user="1000", labels={"farline.test": label}
+    )
+    engine = docker.DockerClient(base_url=service.base_url)
+
+    async def vanish(ref: SandboxRef) -> None:
+        # what `docker rm -f` by someone else, or an engine that lost its containers, leaves behind
+        await asyncio.to_thread(engine.api.remove_container, f"farline-{ref.sandbox_id}", force=True)
+
+    try:
+        yield ProviderSetup(provider=provider, vanish=vanish, live_process_limit=DOCKER_MAX_LIVE_PROCESSES)
+    finally:
+        for container in engine.containers.list(all=True, filters={"label": f"farline.test={label}"}):
+            container.remove(force=True)
+        engine.close()
+
+
 FACTORIES: dict[str, ProviderFactory] = {
+    "docker": docker_provider,
     "local": local_provider,
 }
 
@@ -66,7 +94,7 @@ async def provider_under_test(
     gap = KNOWN_GAPS.get((request.param, request.node.originalname))
     if gap is not None:
         request.applymarker(pytest.mark.xfail(reason=gap, strict=True))
-    async with FACTORIES[request.param](tmp_path) as setup:
+    async with FACTORIES[request.param](tmp_path, request) as setup:
         under_test = ProviderUnderTest(request.param, setup)
         try:
             yield under_test
