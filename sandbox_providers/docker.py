@@ -13,11 +13,10 @@ under the engine's init (which reaps the orphans of detached processes). It has:
   /var/farline, outside the workspace;
 - no new privileges (setuid programs do not raise them).
 
-Every operation is one `docker exec` of a POSIX shell script (docker_scripts.py) as the
-sandbox's user; processes run under a detached supervisor inside the container, so they,
-their output and their exit codes outlive the worker. Ended processes' states and outputs
-are immutable, and cached here by container id: an exec round trip costs ~100 ms on podman,
-so a short command comes back, output and all, from the exec that started it.
+Every operation is one `docker exec` of the POSIX shell script of shell_scripts.py as the
+sandbox's user (shell_sandbox.py has the protocol on top of that); processes run under a
+detached supervisor inside the container, so they, their output and their exit codes
+outlive the worker. An exec round trip costs ~100 ms on podman.
 
 A container that no longer exists, or no longer runs, is SandboxGone: the workflow
 rehydrates from that. A harness-owned container found dead is removed then.
@@ -32,13 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import re
-import shlex
 import socket
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import docker
@@ -50,99 +45,29 @@ from requests.exceptions import RequestException
 from harness.config import FarlineConfig
 from sandbox_providers.base import (
     WORKSPACE_PATH,
-    BucketMount,
-    FileEntry,
-    OutputChunk,
-    ProcessNotFound,
-    ProcessSpec,
-    ProcessState,
     SandboxConfig,
     SandboxError,
     SandboxGone,
-    SandboxLimitError,
-    SandboxPathError,
     SandboxRef,
     SandboxUnavailable,
-    WorkspaceStat,
 )
-from sandbox_providers.docker_archives import (
-    checked_import,
-    file_entries,
-    normalized_export,
-    parse_listing,
-    workspace_stats,
+from sandbox_providers.shell_sandbox import (
+    ANSWERS,
+    DEFAULT_PATH,
+    Machine,
+    ShellResult,
+    ShellSandboxProvider,
+    check_env,
+    check_id,
 )
-from sandbox_providers.docker_scripts import (
-    IS_A_DIRECTORY,
-    MAX_KEPT_PROCESSES,
-    NO_STATE_DIR,
-    NO_SUCH_PROCESS,
-    NOT_A_DIRECTORY,
-    NOT_FOUND,
-    OPERATIONS,
-    PATH_REFUSED,
-    PROCESS_DELETED,
-    PROCESS_ENDED,
-    READ_BLOCK,
-    STATUS_MARK,
-    STDIN_NOT_READ,
-    SUPERVISOR,
-    TOO_MANY_PROCESSES,
-)
-from sandbox_providers.workspace_fs import split_relative
 
 log = structlog.get_logger(__name__)
 
 LABEL_SANDBOX = "farline.sandbox"
 LABEL_OWNER = "farline.owner"
 LABEL_CONFIG = "farline.config"
-STATE_DIR = "/var/farline"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# an ended process's whole output comes back with its state when it is at most this long
-INLINE_OUTPUT_BYTES = 1024 * 1024
-# ended processes' states and outputs kept in memory, in bytes of output
-CACHE_BYTES = 64 * 1024 * 1024
-# the most one read_output returns
-MAX_READ_BYTES = 16 * 1024 * 1024
-_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-# the exit codes the scripts use for answers, not failures
-_ANSWERS = {
-    0,
-    PATH_REFUSED,
-    NOT_FOUND,
-    IS_A_DIRECTORY,
-    NOT_A_DIRECTORY,
-    NO_SUCH_PROCESS,
-    PROCESS_DELETED,
-    TOO_MANY_PROCESSES,
-    PROCESS_ENDED,
-    NO_STATE_DIR,
-    STDIN_NOT_READ,
-}
 _DEAD_STATES = {"exited", "dead", "stopped"}
 EXEC_ATTEMPTS = 3
-
-
-def _check_id(kind: str, value: str) -> str:
-    if not _ID.match(value) or set(value) == {"."}:
-        raise SandboxPathError(f"invalid {kind} id {value!r}: use 1 to 128 of A-Z a-z 0-9 _ . -")
-    return value
-
-
-def _check_env(env: dict[str, str]) -> None:
-    for name, value in env.items():
-        if not name or "=" in name or "\0" in name or "\0" in value:
-            raise SandboxError(
-                f"invalid environment variable {name!r}: no '=' or NUL in names, no NUL in values"
-            )
-
-
-def _seconds(text: str) -> float | None:
-    """A time from the sandbox; a supervisor that could not fork `date` (no pids left) wrote none."""
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def _config_label(config: SandboxConfig) -> str:
@@ -153,39 +78,7 @@ class _ExecNotStarted(Exception):
     """The engine lost or refused an exec before it ran: trying again is safe."""
 
 
-@dataclass(frozen=True)
-class _Result:
-    # the script's exit status, from the last line of its stderr; None when it never got to
-    # write one (it did not start, or was killed)
-    code: int | None
-    stdout: bytes
-    stderr: bytes
-
-    @classmethod
-    def of(cls, stdout: bytes, stderr: bytes) -> _Result:
-        # the last mark is the script's own (whatever it ran wrote before it); what may follow
-        # is the engine's (podman reports a reset attach when a script leaves stdin unread)
-        rest, mark, tail = stderr.rpartition(STATUS_MARK.encode())
-        status = tail.partition(b"\n")[0]
-        if mark and status.isdigit():
-            return cls(code=int(status), stdout=stdout, stderr=rest.removesuffix(b"\n"))
-        return cls(code=None, stdout=stdout, stderr=stderr)
-
-    @property
-    def message(self) -> str:
-        return self.stderr.decode(errors="replace").strip()
-
-
-@dataclass(frozen=True)
-class _Container:
-    id: str
-    name: str
-    user: str
-    # made by this harness for a harness-owned sandbox: removed when found dead
-    harness_owned: bool = False
-
-
-class DockerProvider:
+class DockerProvider(ShellSandboxProvider):
     """Sandboxes as containers of a Docker-API engine (see the module docstring)."""
 
     name = "docker"
@@ -208,6 +101,7 @@ class DockerProvider:
         start_wait_s: float = 0.1,
         timeout_s: float = 300.0,
     ) -> None:
+        super().__init__(workspace_path=workspace_path, start_wait_s=start_wait_s)
         self.image = image
         self.base_url = base_url
         self.cpus = cpus
@@ -217,17 +111,12 @@ class DockerProvider:
         self.network_mode = network_mode
         self.networked_mode = networked_mode
         self.user = user
-        self.workspace_path = workspace_path.rstrip("/") or "/"
         self.name_prefix = name_prefix
         self.labels = dict(labels or {})
-        # how long start_process waits for a command to end, to return its output at once
-        self.start_wait_s = start_wait_s
         self.timeout_s = timeout_s
         self._client_factory = client_factory or self._default_client
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
-        self._ended: OrderedDict[tuple[str, str], tuple[ProcessState, bytes]] = OrderedDict()
-        self._ended_bytes = 0
 
     @classmethod
     def from_config(cls, config: FarlineConfig) -> DockerProvider:
@@ -262,8 +151,8 @@ class DockerProvider:
     # -- sandboxes -----------------------------------------------------------------------------------
 
     async def create(self, sandbox_id: str, config: SandboxConfig) -> SandboxRef:
-        _check_id("sandbox", sandbox_id)
-        _check_env(config.env)
+        check_id("sandbox", sandbox_id)
+        check_env(config.env)
         container = await self._in_thread(self._create_sync, sandbox_id, config)
         await self._setup(container)
         log.info(
@@ -275,7 +164,7 @@ class DockerProvider:
         )
         return SandboxRef(provider=self.name, sandbox_id=sandbox_id)
 
-    def _create_sync(self, sandbox_id: str, config: SandboxConfig) -> _Container:
+    def _create_sync(self, sandbox_id: str, config: SandboxConfig) -> Machine:
         api = self._docker().api
         name = self.name_prefix + sandbox_id
         for _attempt in range(5):
@@ -298,7 +187,7 @@ class DockerProvider:
                     log.warning(
                         "sandbox.config_kept", sandbox_id=sandbox_id, reason="exists with another config"
                     )
-                return _Container(id=info["Id"], name=name, user=info["Config"].get("User") or "")
+                return Machine(id=info["Id"], name=name, user=info["Config"].get("User") or "")
             if status in ("created", "configured"):
                 api.start(info["Id"])
                 self._check_started(info["Id"], name)
@@ -359,22 +248,6 @@ class DockerProvider:
                 "the image needs a POSIX shell and `sleep infinity`"
             )
 
-    async def _setup(self, container: _Container) -> None:
-        """As root: the workspace and the state dir, owned by the sandbox's user."""
-        result = await self._exec(container, ["setup", container.user], user="0")
-        if result.code != 0:
-            raise SandboxUnavailable(
-                f"cannot prepare {self.workspace_path} and {STATE_DIR} in the sandbox container "
-                f"{container.name!r}: {result.message or f'exit code {result.code}'}"
-            )
-
-    async def health(self, ref: SandboxRef) -> bool:
-        try:
-            await self._container(ref)
-        except SandboxError:
-            return False
-        return True
-
     async def destroy(self, ref: SandboxRef) -> None:
         self._check_ref(ref)
         if ref.owner == "user":
@@ -394,199 +267,6 @@ class DockerProvider:
             api.remove_container(container_id, force=True)
         return container_id
 
-    async def mount_bucket(self, ref: SandboxRef, mount: BucketMount) -> None:
-        raise SandboxUnavailable(
-            "the docker provider does not mount buckets (it would need FUSE and extra privileges in the "
-            "container); use the local provider for runs with mounts"
-        )
-
-    # -- processes -----------------------------------------------------------------------------------
-
-    async def start_process(self, ref: SandboxRef, spec: ProcessSpec) -> ProcessState:
-        container = await self._container(ref)
-        process_id = _check_id("process", spec.process_id)
-        workdir = "/".join(split_relative(spec.workdir))
-        _check_env(spec.env)
-        if any("\0" in arg for arg in spec.argv):
-            raise SandboxError("argv must not contain NUL bytes")
-        env = {**({"TERM": "xterm"} if spec.tty else {}), **spec.env}
-        argv = ["env", *(f"{name}={value}" for name, value in env.items()), *spec.argv] if env else spec.argv
-        tty_command = f"exec {shlex.join(argv)}" if spec.tty else ""
-        steps = str(max(0, round(self.start_wait_s * 100)))
-        args = ["start", SUPERVISOR, process_id, workdir, tty_command, steps, str(INLINE_OUTPUT_BYTES), *argv]
-        result = await self._exec(container, args)
-        if result.code == NO_STATE_DIR:  # a user's container, used for the first time
-            await self._setup(container)
-            result = await self._exec(container, args)
-        self._raise_for(result, process_id=process_id, sandbox_id=ref.sandbox_id)
-        started, _, report = result.stdout.partition(b"\n")
-        state = self._remember(container, self._parse_state(process_id, report))
-        log.info(
-            "sandbox.process_started" if started == b"started" else "sandbox.process_attached",
-            sandbox_id=ref.sandbox_id,
-            process_id=process_id,
-            argv0=spec.argv[0],
-            tty=spec.tty,
-            running=state.running,
-        )
-        return state
-
-    async def process_state(self, ref: SandboxRef, process_id: str) -> ProcessState:
-        container = await self._container(ref)
-        _check_id("process", process_id)
-        cached = self._ended.get((container.id, process_id))
-        if cached is not None:
-            self._ended.move_to_end((container.id, process_id))
-            return cached[0]
-        result = await self._exec(container, ["state", process_id, str(INLINE_OUTPUT_BYTES)])
-        self._raise_for(result, process_id=process_id, sandbox_id=ref.sandbox_id)
-        return self._remember(container, self._parse_state(process_id, result.stdout))
-
-    async def read_output(self, ref: SandboxRef, process_id: str, offset: int, max_bytes: int) -> OutputChunk:
-        if offset < 0 or max_bytes < 0:
-            raise SandboxError("offset and max_bytes must not be negative")
-        container = await self._container(ref)
-        _check_id("process", process_id)
-        cached = self._ended.get((container.id, process_id))
-        if cached is not None:
-            data = cached[1][offset : offset + max_bytes]
-            return OutputChunk(data=data, offset=offset, next_offset=offset + len(data))
-        wanted = min(max_bytes, MAX_READ_BYTES)
-        result = await self._exec(container, ["output", process_id, str(offset), str(wanted)])
-        self._raise_for(result, process_id=process_id, sandbox_id=ref.sandbox_id)
-        skip = offset % READ_BLOCK
-        data = result.stdout[skip : skip + wanted]
-        return OutputChunk(data=data, offset=offset, next_offset=offset + len(data))
-
-    async def write_stdin(self, ref: SandboxRef, process_id: str, data: bytes) -> None:
-        container = await self._container(ref)
-        _check_id("process", process_id)
-        result = await self._exec(container, ["stdin", process_id], stdin=data)
-        if result.code == PROCESS_ENDED:
-            ended = "lost" if result.message == "lost" else f"exit code {result.message}"
-            raise SandboxError(f"process {process_id!r} has ended ({ended}); its stdin is closed")
-        if result.code == STDIN_NOT_READ:
-            raise SandboxError(
-                f"process {process_id!r} is not reading its stdin (or has just ended); "
-                f"not all of the {len(data)} bytes were written"
-            )
-        self._raise_for(result, process_id=process_id, sandbox_id=ref.sandbox_id)
-
-    async def kill_process(self, ref: SandboxRef, process_id: str) -> None:
-        container = await self._container(ref)
-        _check_id("process", process_id)
-        if (container.id, process_id) in self._ended:
-            return
-        result = await self._exec(container, ["kill", process_id])
-        self._raise_for(result, process_id=process_id, sandbox_id=ref.sandbox_id)
-        log.info("sandbox.process_killed", sandbox_id=ref.sandbox_id, process_id=process_id)
-
-    @staticmethod
-    def _parse_state(process_id: str, report: bytes) -> tuple[ProcessState, bytes | None]:
-        """The `report` of the script: a state line, then the whole output of an ended process."""
-        header, _, output = report.partition(b"\n")
-        try:
-            tag, status, code, size, started, ended = header.decode().split(" ")
-            if tag != "farline-state" or status not in ("running", "exited", "lost"):
-                raise ValueError(tag)
-            state = ProcessState(
-                process_id=process_id,
-                running=status == "running",
-                exit_code=None if code == "-" else int(code),
-                lost=status == "lost",
-                output_size=int(size),
-                started_at=_seconds(started),
-                ended_at=_seconds(ended),
-            )
-        except ValueError as error:
-            raise SandboxError(f"unreadable process state from the sandbox: {header[:200]!r}") from error
-        if state.running or len(output) < state.output_size or state.output_size > INLINE_OUTPUT_BYTES:
-            return state, None
-        return state, output[: state.output_size]
-
-    def _remember(self, container: _Container, parsed: tuple[ProcessState, bytes | None]) -> ProcessState:
-        """An ended process with its whole output never changes again: keep it."""
-        state, output = parsed
-        if output is None:
-            return state
-        key = (container.id, state.process_id)
-        if key not in self._ended:
-            self._ended[key] = (state, output)
-            self._ended_bytes += len(output)
-            while self._ended_bytes > CACHE_BYTES and self._ended:
-                _, (_, dropped) = self._ended.popitem(last=False)
-                self._ended_bytes -= len(dropped)
-        return state
-
-    def _forget(self, container_id: str) -> None:
-        for key in [key for key in self._ended if key[0] == container_id]:
-            self._ended_bytes -= len(self._ended.pop(key)[1])
-
-    # -- files ---------------------------------------------------------------------------------------
-
-    async def read_file(self, ref: SandboxRef, path: str) -> bytes:
-        relative = "/".join(split_relative(path))
-        container = await self._container(ref)
-        result = await self._exec(container, ["read", relative])
-        self._raise_for(result)
-        return result.stdout
-
-    async def write_file(self, ref: SandboxRef, path: str, data: bytes, mode: int = 0o644) -> None:
-        parts = split_relative(path)
-        if not parts:
-            raise IsADirectoryError(f"is a directory: {path or '.'}")
-        container = await self._container(ref)
-        args = ["write", "/".join(parts[:-1]), parts[-1], format(mode & 0o777, "o")]
-        self._raise_for(await self._exec(container, args, stdin=data))
-
-    async def delete_file(self, ref: SandboxRef, path: str) -> None:
-        parts = split_relative(path)
-        if not parts:
-            raise IsADirectoryError(f"is a directory: {path or '.'}")
-        container = await self._container(ref)
-        self._raise_for(await self._exec(container, ["delete", "/".join(parts[:-1]), parts[-1]]))
-
-    async def list_dir(self, ref: SandboxRef, path: str = ".") -> list[FileEntry]:
-        relative = "/".join(split_relative(path))
-        container = await self._container(ref)
-        result = await self._exec(container, ["list", relative])
-        self._raise_for(result)
-        return file_entries(parse_listing(result.stdout), relative)
-
-    async def scan_workspace(self, ref: SandboxRef) -> list[WorkspaceStat]:
-        container = await self._container(ref)
-        result = await self._exec(container, ["scan"])
-        self._raise_for(result)
-        return await asyncio.to_thread(lambda: workspace_stats(parse_listing(result.stdout)))
-
-    async def export_paths(self, ref: SandboxRef, paths: list[str]) -> bytes:
-        relatives = ["/".join(split_relative(path)) for path in paths]
-        container = await self._container(ref)
-        result = await self._exec(container, ["export", *relatives])
-        if result.code not in (0, None) and b"No such file" in result.stderr:
-            raise FileNotFoundError(
-                f"a path vanished from the workspace while it was exported: {result.message}"
-            )
-        self._raise_for(result)
-        try:
-            return await asyncio.to_thread(normalized_export, result.stdout)
-        except Exception as error:  # a truncated or garbled archive from the container's tar
-            raise SandboxError(f"the sandbox's tar gave an unreadable archive: {error}") from error
-
-    async def import_paths(self, ref: SandboxRef, archive: bytes) -> None:
-        # checked before anything reaches the container: a refused archive writes nothing
-        plan = await asyncio.to_thread(checked_import, archive)
-        container = await self._container(ref)
-        args = ["import", str(len(plan.parents)), *(f"./{path}" for path in plan.parents)]
-        for mode, paths in plan.directories.items():
-            args += [format(mode, "o"), str(len(paths)), *(f"./{path}" for path in paths)]
-        result = await self._exec(container, args, stdin=plan.archive)
-        if result.code not in _ANSWERS and b"Is a directory" in result.stderr:
-            raise IsADirectoryError(
-                f"the archive would replace a directory in the workspace: {result.message}"
-            )
-        self._raise_for(result)
-
     # -- helpers -------------------------------------------------------------------------------------
 
     def _check_ref(self, ref: SandboxRef) -> None:
@@ -594,25 +274,25 @@ class DockerProvider:
             raise SandboxError(
                 f"sandbox {ref.sandbox_id!r} belongs to provider {ref.provider!r}, not {self.name!r}"
             )
-        _check_id("sandbox", ref.sandbox_id)
+        check_id("sandbox", ref.sandbox_id)
 
     def _container_name(self, ref: SandboxRef) -> str:
         # a user's container is named as the user gave it (its name or id)
         return ref.sandbox_id if ref.owner == "user" else self.name_prefix + ref.sandbox_id
 
-    async def _container(self, ref: SandboxRef) -> _Container:
+    async def _machine(self, ref: SandboxRef) -> Machine:
         """The running container of this sandbox; SandboxGone when there is none."""
         self._check_ref(ref)
         return await self._in_thread(self._container_sync, ref)
 
-    def _container_sync(self, ref: SandboxRef) -> _Container:
+    def _container_sync(self, ref: SandboxRef) -> Machine:
         name = self._container_name(ref)
         try:
             info = self._docker().api.inspect_container(name)
         except NotFound:
             raise SandboxGone(f"sandbox {ref.sandbox_id!r}: no container {name!r}") from None
         labels = info["Config"].get("Labels") or {}
-        container = _Container(
+        container = Machine(
             id=info["Id"],
             name=name,
             user=info["Config"].get("User") or "",
@@ -623,7 +303,7 @@ class DockerProvider:
             self._gone(container, state["Status"])
         return container
 
-    def _gone(self, container: _Container, status: str) -> NoReturn:
+    def _gone(self, container: Machine, status: str) -> NoReturn:
         """SandboxGone for a container that stopped; a dead harness-owned one is removed first:
         it is never used again (the run rehydrates a new one), so it is no garbage left behind."""
         if container.harness_owned and status in _DEAD_STATES:
@@ -643,12 +323,12 @@ class DockerProvider:
         except (DockerException, RequestException) as error:
             raise SandboxError(f"the Docker engine failed: {error}") from error
 
-    async def _exec(
-        self, container: _Container, args: list[str], stdin: bytes | None = None, user: str | None = None
-    ) -> _Result:
+    async def _run(
+        self, container: Machine, command: list[str], stdin: bytes | None, user: str | None
+    ) -> ShellResult:
         for attempt in range(1, EXEC_ATTEMPTS + 1):
             try:
-                result = await self._in_thread(self._exec_sync, container.id, args, stdin, user)
+                result = await self._in_thread(self._exec_sync, container.id, command, stdin, user)
             except NotFound:
                 raise SandboxGone(f"the sandbox container {container.name!r} is gone") from None
             except _ExecNotStarted as error:
@@ -658,7 +338,7 @@ class DockerProvider:
                 await self._check_still_there(container)
                 raise
             else:
-                if result.code in _ANSWERS:
+                if result.code in ANSWERS:
                     return result
                 # a failure, or the container died under the exec
                 await self._check_still_there(container)
@@ -673,10 +353,10 @@ class DockerProvider:
             await asyncio.sleep(0.2 * attempt)
         raise SandboxError(f"the engine could not run an operation in {container.name!r}: {reason[-1000:]}")
 
-    async def _check_still_there(self, container: _Container) -> None:
+    async def _check_still_there(self, container: Machine) -> None:
         await self._in_thread(self._check_still_there_sync, container)
 
-    def _check_still_there_sync(self, container: _Container) -> None:
+    def _check_still_there_sync(self, container: Machine) -> None:
         try:
             info = self._docker().api.inspect_container(container.id)
         except NotFound:
@@ -687,10 +367,9 @@ class DockerProvider:
             self._gone(container, info["State"]["Status"])
 
     def _exec_sync(
-        self, container_id: str, args: list[str], stdin: bytes | None, user: str | None
-    ) -> _Result:
+        self, container_id: str, command: list[str], stdin: bytes | None, user: str | None
+    ) -> ShellResult:
         api = self._docker().api
-        command = ["sh", "-c", OPERATIONS, "farline", self.workspace_path, STATE_DIR, *args]
         exec_id = api.exec_create(container_id, command, stdin=stdin is not None, user=user or "")["Id"]
         try:
             if stdin is None:
@@ -699,13 +378,13 @@ class DockerProvider:
                 stdout, stderr = self._exec_with_input(api, exec_id, stdin)
         except NotFound as error:
             raise _ExecNotStarted(f"the engine lost the exec it had just created: {error}") from error
-        result = _Result.of(stdout or b"", stderr or b"")
+        result = ShellResult.of(stdout or b"", stderr or b"")
         if result.code is None:
             # its output was cut short: the engine's record still has the exit code
             with contextlib.suppress(NotFound):
                 code = api.exec_inspect(exec_id).get("ExitCode")
-                if isinstance(code, int) and code in _ANSWERS:
-                    return _Result(code=code, stdout=result.stdout, stderr=result.stderr)
+                if isinstance(code, int) and code in ANSWERS:
+                    return ShellResult(code=code, stdout=result.stdout, stderr=result.stderr)
         return result
 
     @staticmethod
@@ -724,28 +403,3 @@ class DockerProvider:
             stream.close()
             raw.close()
         return b"".join(out), b"".join(err)
-
-    @staticmethod
-    def _raise_for(result: _Result, process_id: str | None = None, sandbox_id: str | None = None) -> None:
-        code, message = result.code, result.message
-        if code == 0:
-            return
-        if code == PATH_REFUSED:
-            raise SandboxPathError(message)
-        if code == NOT_FOUND:
-            raise FileNotFoundError(message)
-        if code == IS_A_DIRECTORY:
-            raise IsADirectoryError(message)
-        if code == NOT_A_DIRECTORY:
-            raise NotADirectoryError(message)
-        if code == NO_SUCH_PROCESS:
-            raise ProcessNotFound(f"no process {process_id!r} in sandbox {sandbox_id!r}")
-        if code == PROCESS_DELETED:
-            raise ProcessNotFound(
-                f"process {process_id!r} of sandbox {sandbox_id!r} finished and was deleted to make room "
-                f"(a sandbox keeps {MAX_KEPT_PROCESSES}); start new commands under new ids"
-            )
-        if code == TOO_MANY_PROCESSES:
-            raise SandboxLimitError(f"sandbox {sandbox_id!r}: {message}")
-        status = "ended without a status" if code is None else f"failed (exit code {code})"
-        raise SandboxError(f"the sandbox's shell {status}: {message[-1000:] or 'no message'}")

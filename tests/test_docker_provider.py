@@ -24,7 +24,7 @@ from sandbox_providers.base import (
     SandboxUnavailable,
 )
 from sandbox_providers.docker import LABEL_SANDBOX, DockerProvider
-from sandbox_providers.docker_scripts import MAX_KEPT_PROCESSES, START_FAILED_EXIT_CODE
+from sandbox_providers.shell_scripts import MAX_KEPT_PROCESSES, START_FAILED_EXIT_CODE
 from tests.sandbox_support import output_of, run, sh, wait_until_done
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ import pytest
 
 from sandbox_providers.base import SandboxRef
 from sandbox_providers.docker import DockerProvider
-from sandbox_providers.docker_scripts import MAX_LIVE_PROCESSES as DOCKER_MAX_LIVE_PROCESSES
 from sandbox_providers.local import MAX_LIVE_PROCESSES, LocalProvider
+from sandbox_providers.shell_scripts import MAX_LIVE_PROCESSES as DOCKER_MAX_LIVE_PROCESSES
 from tests.providers.support import ProviderSetup, ProviderUnderTest
 
 # what every sandbox must hide: set in the worker's environment before any provider is built

@@ -1,4 +1,4 @@
-"""What the docker provider does on the worker's side of an exec: archives and listings.
+"""What a shell-driven provider does on the worker's side of an exec: archives and listings.
 
 Archives from the container's `tar` (GNU or busybox) are rewritten into the form the local
 provider gives (PAX, workspace-relative names, links kept as links, hard links as plain
@@ -71,9 +71,9 @@ def parse_listing(raw: bytes) -> list[WorkspaceStat]:
                 )
             )
         except UnicodeDecodeError:
-            log.warning("docker.listing_skipped", line=repr(line[:200]), reason="name is not UTF-8")
+            log.warning("sandbox.listing_skipped", line=repr(line[:200]), reason="name is not UTF-8")
         except ValueError as error:
-            log.warning("docker.listing_skipped", line=repr(line[:200]), reason=str(error))
+            log.warning("sandbox.listing_skipped", line=repr(line[:200]), reason=str(error))
     return found
 
 

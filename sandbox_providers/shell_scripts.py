@@ -1,4 +1,6 @@
-"""The shell side of the docker provider: every operation is one `docker exec` of OPERATIONS.
+"""The sandbox side of the shell-driven providers (docker, modal, e2b, daytona).
+
+Every operation is one exec of OPERATIONS in the sandbox:
 
     sh -c OPERATIONS farline <workspace> <state dir> <operation> <arguments...>
 
@@ -448,7 +450,7 @@ def _filled(script: str) -> str:
         script = script.replace(f"@{name}@", str(value))
     left = re.findall(r"@[A-Z_]+@", script)
     if left:
-        raise RuntimeError(f"placeholders without a value in a docker script: {left}")
+        raise RuntimeError(f"placeholders without a value in a sandbox shell script: {left}")
     return script
 
 
