@@ -12,6 +12,7 @@ from activities.providers import ProviderActivities, sandbox_gone
 from activities.sandbox_io import CreateSandboxRequest, MountRequest
 from harness.config import ConfigError, FarlineConfig
 from harness.manifest import normal_path
+from harness.sandbox_options import OptionsError
 from harness.snapshot_store import SnapshotStore
 from sandbox_providers.base import (
     BucketMount,
@@ -47,9 +48,10 @@ class SandboxActivities(ProviderActivities):
         provider = self._provider(request.provider)
         try:
             ref = await provider.create(
-                request.sandbox_id, SandboxConfig(network=request.network, env=request.env)
+                request.sandbox_id,
+                SandboxConfig(network=request.network, env=request.env, options=request.options),
             )
-        except SandboxUnavailable as error:
+        except (SandboxUnavailable, OptionsError) as error:
             raise ApplicationError(str(error), type="SandboxUnavailable", non_retryable=True) from None
         if request.provider == "local" and self._local_task_queue is not None:
             ref = ref.model_copy(update={"task_queue": self._local_task_queue})

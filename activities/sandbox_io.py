@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from harness.conversation import ImageInput
@@ -14,6 +16,7 @@ class CreateSandboxRequest(BaseModel):
     sandbox_id: str
     network: bool = False
     env: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class MountRequest(BaseModel):

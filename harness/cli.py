@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 import yaml
+from pydantic import ValidationError
 from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
@@ -29,8 +30,9 @@ from harness.devserver import DevServerError, port_open, start_dev_server, stop_
 from harness.logging import configure_logging
 from harness.rollout import rollout as run_rollout
 from harness.runs import describe, follow_run, start_run, web_ui_link
+from harness.sandbox_options import PROVIDERS
 from harness.scripted_model import DEMO_SCRIPT_PATH, Script, ScriptedModelServer
-from harness.specs import ModelSettings, RunRequest, RunResult, RunStatus, SandboxSettings
+from harness.specs import ModelSettings, RunRequest, RunResult, RunStatus, SandboxMove
 from harness.task_tracker import TaskTracker
 from harness.temporal_client import connect
 
@@ -160,6 +162,19 @@ def dev(port: int, ui_port: int, no_worker: bool, script: Path | None) -> None:
 @click.option("--max-turns", type=int, default=None, help="Stop after this many model calls (default 50).")
 @click.option("--model", default=None, help="Model name for this run (default FARLINE_MODEL).")
 @click.option("--network", is_flag=True, help="Give the sandbox network access.")
+@click.option(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    default=None,
+    help="Where commands run (default: the agent's).",
+)
+@click.option(
+    "--sandbox-option",
+    "sandbox_options",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An option of the provider (repeatable; JSON values where they parse: cpus=2, image=python:3.12).",
+)
 @click.option("--id", "workflow_id", default=None, help="Workflow id (default AGENT-<random>).")
 @click.option(
     "--workspace",
@@ -176,6 +191,8 @@ def run(
     max_turns: int | None,
     model: str | None,
     network: bool,
+    provider: str | None,
+    sandbox_options: tuple[str, ...],
     workflow_id: str | None,
     workspace_file: Path | None,
 ) -> None:
@@ -187,8 +204,15 @@ def run(
         fields["max_turns"] = max_turns
     if model is not None:
         fields["model"] = ModelSettings(model=model)
-    if network:
-        fields["sandbox"] = SandboxSettings(network=True)
+    sandbox: dict[str, object] = {"network": True} if network else {}
+    if provider is not None:
+        sandbox["provider"] = provider
+    if sandbox_options:
+        if provider is None:
+            raise click.UsageError("--sandbox-option needs --provider")
+        sandbox["options"] = dict(_option(text) for text in sandbox_options)
+    if sandbox:
+        fields["sandbox"] = sandbox
     try:
         request = RunRequest.model_validate(fields)
     except ValueError as error:
@@ -336,10 +360,54 @@ def pause(workflow_id: str) -> None:
 
 @main.command()
 @click.argument("workflow_id")
-def resume(workflow_id: str) -> None:
-    """Resume a paused run."""
-    asyncio.run(_signal(_config(), workflow_id, "resume"))
-    click.echo("resumed")
+@click.option(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    default=None,
+    help="Resume on this provider instead: the workspace comes along from the pause's snapshot.",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An option of the new provider (repeatable; the value is read as JSON when it can be: cpus=2).",
+)
+def resume(workflow_id: str, provider: str | None, options: tuple[str, ...]) -> None:
+    """Resume a paused run, where it was or (--provider) on another provider."""
+    if provider is None:
+        if options:
+            raise click.UsageError("--option needs --provider")
+        asyncio.run(_signal(_config(), workflow_id, "resume"))
+        click.echo("resumed")
+        return
+    try:
+        move = SandboxMove(provider=provider, options=dict(_option(text) for text in options))
+    except ValidationError as error:
+        raise click.UsageError(str(error.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+    click.echo(asyncio.run(_resume_on(_config(), workflow_id, move)))
+
+
+def _option(text: str) -> tuple[str, object]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise click.UsageError(f"--option {text!r}: write NAME=VALUE")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+async def _resume_on(config: FarlineConfig, workflow_id: str, move: SandboxMove) -> str:
+    client = await connect(config)
+    try:
+        return await client.get_workflow_handle(workflow_id).execute_update(
+            "resume_on", move, result_type=str
+        )
+    except WorkflowUpdateFailedError as error:
+        raise click.ClickException(str(error.cause.message if error.cause else error)) from None
+    except RPCError as error:
+        raise click.ClickException(f"cannot resume run {workflow_id!r}: {error.message}") from None
 
 
 async def _signal(config: FarlineConfig, workflow_id: str, name: str) -> None:

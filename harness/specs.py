@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SerializationInfo, field_serializer, field_validator, model_validator
 
 from harness.manifest import Manifest
+from harness.sandbox_options import ProviderName, check_options
 from harness.skills import SkillSource
 
 ModelApi = Literal["responses", "chat"]
@@ -59,10 +60,16 @@ class ModelSettings(BaseModel):
 class SandboxSettings(BaseModel):
     """Where the agent's commands run and what they may reach."""
 
-    provider: Literal["local", "docker"] = Field(
+    provider: ProviderName = Field(
         default="local",
-        description="'local': bubblewrap on the worker's machine; 'docker': a container of the workers' "
-        "Docker-API engine (FARLINE_DOCKER_IMAGE must be set on the workers).",
+        description="Where commands run: 'local' (bubblewrap on the worker's machine), 'docker' (a container "
+        "of the workers' Docker-API engine), 'modal', 'e2b' or 'daytona' (their clouds); the workers must "
+        "offer it (see the README's provider sections).",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The provider's own options (image, cpu, memory, template, ...: "
+        "harness/sandbox_options.py), over the workers' defaults.",
     )
     network: bool = Field(default=False, description="Give the sandbox network access.")
     env: dict[str, str] = Field(
@@ -97,10 +104,31 @@ class SandboxSettings(BaseModel):
                 raise ValueError(f"the value of environment variable {name!r} contains a NUL byte")
         return env
 
+    @model_validator(mode="after")
+    def _options_fit_the_provider(self) -> SandboxSettings:
+        check_options(self.provider, self.options)
+        return self
+
     def merged_with(self, override: SandboxSettings | None) -> SandboxSettings:
         if override is None:
             return self
-        return self.model_copy(update=override.model_dump(exclude_unset=True))
+        update = override.model_dump(exclude_unset=True)
+        if update.get("provider", self.provider) != self.provider and "options" not in update:
+            update["options"] = {}  # one provider's options mean nothing to another
+        return SandboxSettings.model_validate({**self.model_dump(), **update})
+
+
+class SandboxMove(BaseModel):
+    """Resume a paused run on another provider (`farline resume ID --provider docker`): the new
+    sandbox is restored from the snapshot taken at the pause; network, env and the rest stay."""
+
+    provider: ProviderName
+    options: dict[str, Any] = Field(default_factory=dict, description="The new provider's options.")
+
+    @model_validator(mode="after")
+    def _options_fit_the_provider(self) -> SandboxMove:
+        check_options(self.provider, self.options)
+        return self
 
 
 class UserSandbox(BaseModel):
@@ -249,6 +277,14 @@ class RunRequest(BaseModel):
     subagent_limits: SubagentLimits = Field(default_factory=SubagentLimits)
     parent: ParentLink | None = Field(default=None, description="Set by the harness on sub-agents.")
 
+    @field_serializer("model", "sandbox")
+    def _only_what_was_given(self, value: BaseModel | None, info: SerializationInfo) -> Any:
+        """Overrides keep only the fields their caller set, so that after a trip through Temporal
+        they still override only those (the agent's own settings stay for the rest)."""
+        if value is None:
+            return None
+        return value.model_dump(mode=info.mode, exclude_unset=True)
+
     @model_validator(mode="after")
     def _one_agent(self) -> RunRequest:
         if (self.agent is None) == (self.agent_spec is None):
@@ -294,6 +330,8 @@ class RunStatus(BaseModel):
     waiting_on: str | None = None
     usage: Usage = Field(default_factory=Usage)
     sandbox_id: str | None = None
+    # the provider of the run's sandboxes (it changes when a paused run is resumed on another)
+    sandbox_provider: str | None = None
     # the newest snapshot of the workspace, how many the run has taken, how often it rehydrated
     snapshot_id: str | None = None
     snapshots: int = 0

@@ -10,7 +10,7 @@ worker, so they outlive a worker restart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -46,6 +46,8 @@ class SandboxConfig(BaseModel):
 
     network: bool = False
     env: dict[str, str] = Field(default_factory=dict)
+    # the provider's own options (harness/sandbox_options.py): the run's, checked when it started
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class SandboxRef(BaseModel):

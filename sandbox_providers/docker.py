@@ -43,6 +43,7 @@ from docker.utils.socket import STDERR, frames_iter
 from requests.exceptions import RequestException
 
 from harness.config import FarlineConfig
+from harness.sandbox_options import DockerOptions, parse_options
 from sandbox_providers.base import (
     WORKSPACE_PATH,
     SandboxConfig,
@@ -199,28 +200,33 @@ class DockerProvider(ShellSandboxProvider):
 
     def _new_container(self, name: str, sandbox_id: str, config: SandboxConfig) -> None:
         client = self._docker()
+        options = parse_options(DockerOptions, self.name, config.options)
+        image = options.image or self.image
+        cpus = options.cpus if options.cpus is not None else self.cpus
+        memory = options.memory or self.memory
+        pids_limit = options.pids_limit or self.pids_limit
         try:
-            image_env = client.api.inspect_image(self.image)["Config"].get("Env") or []
+            image_env = client.api.inspect_image(image)["Config"].get("Env") or []
         except ImageNotFound:
             try:
-                client.images.pull(self.image)
+                client.images.pull(image)
             except (APIError, ImageNotFound) as error:
-                raise SandboxUnavailable(f"cannot pull the sandbox image {self.image!r}: {error}") from error
-            image_env = client.api.inspect_image(self.image)["Config"].get("Env") or []
+                raise SandboxUnavailable(f"cannot pull the sandbox image {image!r}: {error}") from error
+            image_env = client.api.inspect_image(image)["Config"].get("Env") or []
         environment = {"HOME": self.workspace_path, "LANG": "C.UTF-8", "TERM": "dumb"}
         if not any(entry.startswith("PATH=") for entry in image_env):
             environment["PATH"] = DEFAULT_PATH
         environment.update(config.env)
         limits: dict[str, Any] = {}
-        if self.cpus is not None:
-            limits["nano_cpus"] = int(self.cpus * 1e9)
-        if self.memory is not None:
-            limits["mem_limit"] = self.memory
-            limits["memswap_limit"] = self.memory  # no swap on top
-        if self.pids_limit is not None:
-            limits["pids_limit"] = self.pids_limit
+        if cpus is not None:
+            limits["nano_cpus"] = int(cpus * 1e9)
+        if memory is not None:
+            limits["mem_limit"] = memory
+            limits["memswap_limit"] = memory  # no swap on top
+        if pids_limit is not None:
+            limits["pids_limit"] = pids_limit
         client.containers.create(
-            self.image,
+            image,
             command=["sleep", "infinity"],
             name=name,
             labels={
@@ -230,7 +236,7 @@ class DockerProvider(ShellSandboxProvider):
                 LABEL_CONFIG: _config_label(config),
             },
             environment=environment,
-            user=self.user or "",
+            user=options.user or self.user or "",
             working_dir=self.workspace_path,
             network_mode=self.networked_mode if config.network else self.network_mode,
             init=True,

@@ -612,6 +612,39 @@ async def test_limits_and_no_network(
     assert "fork" in output or "resource temporarily unavailable" in output, output
 
 
+async def test_a_runs_options_override_the_workers(
+    podman_service: PodmanService, test_label: str, engine: docker.DockerClient
+) -> None:
+    """RunRequest.sandbox.options reach the container: image, user and limits of this run only."""
+    provider = make_provider(podman_service, test_label, pids_limit=500)
+    options = {
+        "image": podman_service.gnu_image,
+        "user": "65534",
+        "cpus": 0.25,
+        "memory": "80m",
+        "pids_limit": 33,
+    }
+    ref = await provider.create("chosen", SandboxConfig(options=options))
+    attributes = container_of(engine, ref).attrs
+    assert attributes["HostConfig"]["PidsLimit"] == 33 and attributes["HostConfig"]["NanoCpus"] == 250_000_000
+    assert attributes["HostConfig"]["Memory"] == 80 * 1024 * 1024
+    assert attributes["Config"]["Image"] == podman_service.gnu_image
+    _, who = await sh(provider, ref, "id -u; /usr/bin/tar --version | head -1")
+    assert who.splitlines()[0] == "65534" and "GNU tar" in who
+    # the worker's settings for a run without options
+    plain = await provider.create("plain", SandboxConfig())
+    assert container_of(engine, plain).attrs["HostConfig"]["PidsLimit"] == 500
+
+
+async def test_options_the_provider_does_not_take_are_refused(
+    podman_service: PodmanService, test_label: str, engine: docker.DockerClient
+) -> None:
+    provider = make_provider(podman_service, test_label)
+    with pytest.raises(ValueError, match=r"imag: Extra inputs are not permitted \(it takes: image, user"):
+        await provider.create("typo", SandboxConfig(options={"imag": "x"}))
+    assert not engine.containers.list(all=True, filters={"label": f"farline.test={test_label}"})
+
+
 async def test_network_when_asked(
     podman_service: PodmanService, test_label: str, engine: docker.DockerClient
 ) -> None:

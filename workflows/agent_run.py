@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
         RunResult,
         RunState,
         RunStatus,
+        SandboxMove,
+        SandboxSettings,
     )
     from harness.subagent_tools import (
         HANDOFF,
@@ -95,6 +97,8 @@ class AgentRun:
         self._parent_agent_id: str | None = None
         self._parent_signals: set[asyncio.Future[None]] = set()
         self._pause_requested = False
+        # resumed on another provider (resume_on): a continue-as-new keeps the new one
+        self._sandbox_moved = False
         # what the model is told about its starting workspace; any agent handed the run gets it too
         self._workspace_notes: str | None = None
 
@@ -106,6 +110,9 @@ class AgentRun:
         return self._status.model_copy(
             update={
                 "sandbox_id": keeper.ref.sandbox_id if keeper.ref is not None else None,
+                "sandbox_provider": keeper.ref.provider
+                if keeper.ref is not None
+                else keeper.settings.provider,
                 "snapshot_id": keeper.latest_snapshot,
                 "snapshots": keeper.snapshot_count,
                 "rehydrations": keeper.rehydrations,
@@ -121,6 +128,52 @@ class AgentRun:
     @workflow.signal
     def resume(self) -> None:
         self._pause_requested = False
+
+    @workflow.update
+    async def resume_on(self, move: SandboxMove) -> str:
+        """Resume a paused run on another provider: once its sandbox is released (after the pause's
+        snapshot), a sandbox of `move.provider` is made and restored from that snapshot. When that
+        fails, the run stays paused where it was and the update fails, saying why."""
+        keeper = self._keeper
+        assert keeper is not None  # the validator saw to it
+        await workflow.wait_condition(lambda: keeper.ref is None)
+        before = keeper.settings
+        keeper.settings = SandboxSettings.model_validate(
+            {**before.model_dump(), "provider": move.provider, "options": move.options}
+        )
+        try:
+            await keeper.ensure()
+        except (ActivityError, ApplicationError) as error:
+            keeper.settings = before
+            cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+            raise ApplicationError(
+                f"cannot resume on {move.provider}: {cause}; the run stays paused on {before.provider}",
+                type="MoveRefused",
+            ) from None
+        self._sandbox_moved = True
+        self._pause_requested = False
+        workflow.logger.info("run moved to another provider", extra={"provider": move.provider})
+        snapshot = (keeper.latest_snapshot or keeper.seed or "none")[:12]
+        return f"resumed on {move.provider}; the workspace comes from snapshot {snapshot}"
+
+    @resume_on.validator
+    def _resume_on_is_possible(self, move: SandboxMove) -> None:
+        keeper = self._keeper
+        if keeper is None or not self._pause_requested:
+            raise ValueError(
+                "the run is not paused: `farline pause <run id>` first, then resume it elsewhere"
+            )
+        if not keeper.snapshots:
+            raise ValueError(
+                "the run takes no snapshots (sandbox.snapshots is off): its workspace cannot move"
+            )
+        if keeper.user_ref is not None and keeper.rehydrations == 0:
+            raise ValueError(
+                f"the run works in your sandbox {keeper.user_ref.sandbox_id!r}, which stays where it is; "
+                "resume it without --provider"
+            )
+        if keeper.borrowers:
+            raise ValueError("sub-agents work in this run's sandbox: wait for them before moving it")
 
     @workflow.query
     def pending_approvals(self) -> list[PendingApproval]:
@@ -557,6 +610,8 @@ class AgentRun:
             "continuing as new",
             extra={"turn": self._status.turn, "events": workflow.info().get_current_history_length()},
         )
+        if self._sandbox_moved:  # the new run's sandboxes come from where this one moved
+            request = request.model_copy(update={"sandbox": keeper.settings})
         workflow.continue_as_new(ContinuedRun(request=request, carried=carried))
 
     async def _paused(self, keeper: SandboxKeeper) -> None:

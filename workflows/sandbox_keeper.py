@@ -178,6 +178,7 @@ class SandboxKeeper:
                 sandbox_id=sandbox_id,
                 network=self.settings.network,
                 env=self.settings.env,
+                options=self.settings.options,
             ),
             result_type=SandboxRef,
             start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
