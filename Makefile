@@ -32,6 +32,7 @@ bench: install
 	$(PYTHON) bench/snapshot.py
 	$(PYTHON) bench/long_run.py
 	$(PYTHON) bench/fanout.py
+	$(PYTHON) bench/providers.py
 
 dev: install
 	farline dev

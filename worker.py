@@ -34,12 +34,12 @@ from harness.logging import configure_logging
 from harness.memory import MemoryStore
 from harness.search_attributes import ensure_search_attributes
 from harness.snapshot_store import open_snapshot_store
+from harness.snapshot_stores import SnapshotStores
 from harness.stores import open_run_store
 from harness.task_tracker import TaskTracker, tracker_tools
 from harness.telemetry import Telemetry, ToolCallMetrics, start_telemetry
 from harness.temporal_client import connect, with_farline_converter
-from sandbox_providers.base import SandboxProvider
-from sandbox_providers.local import LocalProvider
+from sandbox_providers.offered import offered_providers
 from workflows.agent_run import AgentRun
 
 logger = structlog.get_logger(__name__)
@@ -86,15 +86,13 @@ def build_worker(
     function_tools = function_tools if function_tools is not None else default_function_tools(config, client)
     # the workflow evaluates the tools' pure rules (validation, approval) from this registry
     install_registry(config.task_queue, function_tools)
-    providers: dict[str, SandboxProvider] = {"local": LocalProvider.from_config(config)}
-    if config.docker_image is not None:
-        from sandbox_providers.docker import DockerProvider  # the optional `docker` extra
-
-        providers["docker"] = DockerProvider.from_config(config)
-    local_queue = config.local_sandbox_task_queue if config.pin_local_sandboxes else None
+    providers = offered_providers(config)
+    pinned = config.pin_local_sandboxes and "local" in providers
+    local_queue = config.local_sandbox_task_queue if pinned else None
     store = open_snapshot_store(config)
-    sandbox = SandboxActivities(providers, local_task_queue=local_queue, store=store, config=config)
-    snapshots = SnapshotActivities(providers, store)
+    stores = SnapshotStores(config, store)
+    sandbox = SandboxActivities(providers, local_task_queue=local_queue, stores=stores, config=config)
+    snapshots = SnapshotActivities(providers, stores)
     execs = ExecActivities(providers)
     images = ImageActivities(providers)
     patches = PatchActivities(providers)
@@ -102,7 +100,7 @@ def build_worker(
     contexts = ContextStore(open_run_store(config))
     model = ModelActivities(config, contexts)
     compaction = CompactionActivities(config, contexts)
-    workspaces = WorkspaceActivities(config, store)
+    workspaces = WorkspaceActivities(config, stores)
     memories = MemoryActivities(config, contexts, MemoryStore(store.objects))
     app = FunctionToolActivities(function_tools)
     # a graceful stop lets running commands finish their current poll; their processes
@@ -135,8 +133,8 @@ def build_worker(
             sandbox.create_sandbox,
             app.run_function_tool,
             search_attributes_ready_activity,
-            # docker sandboxes are reached from any worker: their activities stay on the run's queue
-            *([] if local_queue and "docker" not in providers else on_sandboxes),
+            # the other providers' sandboxes are reached from any worker: on the run's queue
+            *([] if local_queue and set(providers) == {"local"} else on_sandboxes),
         ],
         graceful_shutdown_timeout=graceful,
         interceptors=interceptors,

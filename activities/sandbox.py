@@ -13,7 +13,7 @@ from activities.sandbox_io import CreateSandboxRequest, MountRequest
 from harness.config import ConfigError, FarlineConfig
 from harness.manifest import normal_path
 from harness.sandbox_options import OptionsError
-from harness.snapshot_store import SnapshotStore
+from harness.snapshot_stores import SnapshotStores
 from sandbox_providers.base import (
     BucketMount,
     SandboxConfig,
@@ -32,7 +32,7 @@ class SandboxActivities(ProviderActivities):
         self,
         providers: dict[str, SandboxProvider],
         local_task_queue: str | None = None,
-        store: SnapshotStore | None = None,
+        stores: SnapshotStores | None = None,
         config: FarlineConfig | None = None,
     ) -> None:
         super().__init__(providers)
@@ -40,8 +40,8 @@ class SandboxActivities(ProviderActivities):
         self._config = config or FarlineConfig()
         # where the activities on this worker's local sandboxes go (this machine's own queue)
         self._local_task_queue = local_task_queue
-        # the snapshot store keeps each sandbox's stat data; it goes with the sandbox
-        self._store = store
+        # the snapshot stores keep each sandbox's stat data; it goes with the sandbox
+        self._stores = stores
 
     @activity.defn(name="create_sandbox")
     async def create_sandbox(self, request: CreateSandboxRequest) -> SandboxRef:
@@ -66,8 +66,8 @@ class SandboxActivities(ProviderActivities):
     @activity.defn(name="destroy_sandbox")
     async def destroy_sandbox(self, ref: SandboxRef) -> None:
         await self._provider(ref.provider).destroy(ref)
-        if self._store is not None:
-            await asyncio.to_thread(self._store.forget_stat_cache, ref.sandbox_id)
+        for store in self._stores.opened() if self._stores is not None else []:
+            await asyncio.to_thread(store.forget_stat_cache, ref.sandbox_id)
         logger.info("sandbox destroyed", workflow_id=activity.info().workflow_id, sandbox_id=ref.sandbox_id)
 
     @activity.defn(name="mount_storage")

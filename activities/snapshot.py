@@ -30,7 +30,9 @@ from activities.snapshot_io import (
 from harness.handoffs import handoff_tree
 from harness.object_store import ObjectStoreError
 from harness.snapshot_store import SnapshotMissing, SnapshotStore
+from harness.snapshot_stores import SnapshotStores, StoreRefused
 from harness.snapshot_tree import SnapshotInvalid, SnapshotRecord
+from harness.specs import SnapshotStoreChoice
 from harness.subagent_tools import HANDOFFS_DIR
 from harness.telemetry import record_restore, record_snapshot
 from sandbox_providers.base import SandboxGone, SandboxProvider, SandboxRef
@@ -40,16 +42,25 @@ _Result = TypeVar("_Result")
 
 
 class SnapshotActivities(ProviderActivities):
-    def __init__(self, providers: dict[str, SandboxProvider], store: SnapshotStore) -> None:
+    def __init__(self, providers: dict[str, SandboxProvider], stores: SnapshotStores) -> None:
         super().__init__(providers)
-        self._store = store
+        self._stores = stores
 
-    def _engine(self, ref: SandboxRef) -> SnapshotEngine:
-        return SnapshotEngine(self._store, self._provider(ref.provider), progress=activity.heartbeat)
+    def _store(self, choice: SnapshotStoreChoice | None) -> SnapshotStore:
+        try:
+            return self._stores.get(choice)
+        except StoreRefused as error:
+            raise ApplicationError(str(error), type="SnapshotStoreRefused", non_retryable=True) from None
+
+    def _engine(self, ref: SandboxRef, store: SnapshotStore) -> SnapshotEngine:
+        return SnapshotEngine(store, self._provider(ref.provider), progress=activity.heartbeat)
 
     @activity.defn(name="snapshot_workspace")
     async def snapshot_workspace(self, request: SnapshotRequest) -> SnapshotResult:
-        taken = await self._guarded(request.sandbox, self._engine(request.sandbox).take(request.sandbox))
+        store = self._store(request.store)
+        taken = await self._guarded(
+            request.sandbox, self._engine(request.sandbox, store).take(request.sandbox)
+        )
         record_snapshot(taken.uploaded_bytes, taken.seconds)
         new = taken.snapshot_id != request.previous_snapshot_id
         tree = taken.tree
@@ -66,7 +77,7 @@ class SnapshotActivities(ProviderActivities):
                 uploaded_bytes=taken.uploaded_bytes,
                 skipped=taken.skipped,
             )
-            await self._guarded(request.sandbox, asyncio.to_thread(self._store.record, record))
+            await self._guarded(request.sandbox, asyncio.to_thread(store.record, record))
         return SnapshotResult(
             new=new,
             files=tree.count("file"),
@@ -85,26 +96,28 @@ class SnapshotActivities(ProviderActivities):
 
     @activity.defn(name="restore_workspace")
     async def restore_workspace(self, request: RestoreRequest) -> RestoreResult:
-        restored = await self._guarded(
-            request.sandbox, self._engine(request.sandbox).restore(request.sandbox, request.snapshot_id)
-        )
+        engine = self._engine(request.sandbox, self._store(request.store))
+        restored = await self._guarded(request.sandbox, engine.restore(request.sandbox, request.snapshot_id))
         record_restore(restored.seconds)
         return RestoreResult(**restored.model_dump())
 
     @activity.defn(name="deliver_handoff")
     async def deliver_handoff(self, request: HandoffRequest) -> HandoffResult:
+        store = self._store(request.store)
         tree = await self._guarded(
             request.sandbox,
             asyncio.to_thread(
                 handoff_tree,
-                self._store,
+                store,
                 request.agent_id,
                 request.final_message,
                 request.child_snapshot,
                 request.mtime,
             ),
         )
-        await self._guarded(request.sandbox, self._engine(request.sandbox).place(request.sandbox, tree))
+        await self._guarded(
+            request.sandbox, self._engine(request.sandbox, store).place(request.sandbox, tree)
+        )
         return HandoffResult(
             path=f"{HANDOFFS_DIR}/{request.agent_id}", files=tree.count("file"), total_bytes=tree.total_bytes
         )

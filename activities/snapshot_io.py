@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from harness.specs import SnapshotStoreChoice
 from sandbox_providers.base import SandboxRef
 
 
@@ -16,6 +17,8 @@ class SnapshotRequest(BaseModel):
     # why: "turn 3", "pause", "end", "idle"
     reason: str
     previous_snapshot_id: str | None = None
+    # the run's snapshot store (None: the worker's)
+    store: SnapshotStoreChoice | None = None
 
 
 class SnapshotResult(BaseModel):
@@ -34,6 +37,7 @@ class SnapshotResult(BaseModel):
 class RestoreRequest(BaseModel):
     sandbox: SandboxRef
     snapshot_id: str
+    store: SnapshotStoreChoice | None = None
 
 
 class RestoreResult(BaseModel):
@@ -52,6 +56,7 @@ class HandoffRequest(BaseModel):
     child_snapshot: str | None = None
     # the parent's workflow time (epoch seconds): the RESULT.md file's mtime
     mtime: int
+    store: SnapshotStoreChoice | None = None
 
 
 class HandoffResult(BaseModel):

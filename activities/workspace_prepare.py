@@ -47,6 +47,8 @@ from harness.skills import (
     skills_listing,
 )
 from harness.snapshot_store import SnapshotMissing, SnapshotStore
+from harness.snapshot_stores import SnapshotStores, StoreRefused
+from harness.specs import SnapshotStoreChoice
 from harness.workspace_seed import SeedConflict, SeedTooBig, WorkspaceSeed
 from harness.workspace_tree import render_workspace
 
@@ -62,6 +64,8 @@ class PrepareWorkspaceRequest(BaseModel):
     started_at: int
     # a snapshot the workspace starts from (a fork), the entries added to it
     base_snapshot: str | None = None
+    # the run's snapshot store, where the seed goes (None: the worker's)
+    store: SnapshotStoreChoice | None = None
 
 
 class PinnedSource(BaseModel):
@@ -98,13 +102,20 @@ class PreparedWorkspace(BaseModel):
 class WorkspacePreparer:
     """One preparation: fills a seed from the request's sources."""
 
-    def __init__(self, config: FarlineConfig, store: SnapshotStore, request: PrepareWorkspaceRequest) -> None:
+    def __init__(
+        self,
+        config: FarlineConfig,
+        store: SnapshotStore,
+        request: PrepareWorkspaceRequest,
+        memories: MemoryStore,
+    ) -> None:
         self.config = config
         self.request = request
         self.seed = WorkspaceSeed(store, config.manifest_max_bytes, request.started_at)
         if request.base_snapshot is not None:
             self.seed.start_from(store.get_tree(request.base_snapshot))
-        self.memory_store = MemoryStore(store.objects)
+        # memory stays in the worker's own store, whichever store the run's snapshots use
+        self.memory_store = memories
         self.git = GitRepositories(config.git_cache_dir, config.local_source_roots)
         self.pinned: list[PinnedSource] = []
         self.skills: list[PreparedSkill] = []
@@ -232,18 +243,27 @@ class WorkspacePreparer:
 
 
 class WorkspaceActivities:
-    def __init__(self, config: FarlineConfig, store: SnapshotStore) -> None:
+    def __init__(self, config: FarlineConfig, stores: SnapshotStores) -> None:
         self._config = config
-        self._store = store
+        self._stores = stores
+        self._memories = MemoryStore(stores.default.objects)
 
     @activity.defn(name="prepare_workspace")
     async def prepare_workspace(self, request: PrepareWorkspaceRequest) -> PreparedWorkspace:
         heartbeats = asyncio.create_task(heartbeat_every(HEARTBEAT_INTERVAL_S))
         try:
             with tempfile.TemporaryDirectory(prefix="farline-prepare-") as scratch:
-                preparer = WorkspacePreparer(self._config, self._store, request)
+                store = self._stores.get(request.store)
+                preparer = WorkspacePreparer(self._config, store, request, self._memories)
                 return await asyncio.to_thread(preparer.prepare, Path(scratch))
-        except (SourceRefused, SkillInvalid, SeedConflict, SeedTooBig, SnapshotMissing) as error:
+        except (
+            SourceRefused,
+            SkillInvalid,
+            SeedConflict,
+            SeedTooBig,
+            SnapshotMissing,
+            StoreRefused,
+        ) as error:
             raise ApplicationError(str(error), type="WorkspaceRefused", non_retryable=True) from None
         finally:
             heartbeats.cancel()

@@ -22,7 +22,8 @@ from harness.config import FarlineConfig
 from harness.function_tools import ToolContext
 from harness.runs import start_run
 from harness.snapshot_store import open_snapshot_store
-from harness.specs import RunRequest
+from harness.snapshot_stores import SnapshotStores
+from harness.specs import RunRequest, RunStatus
 
 log = structlog.get_logger(__name__)
 
@@ -33,14 +34,18 @@ class AgentDispatch:
         self.config = config
         # a person's name in the application -> the registered agent that works as them
         self.agents_for_people = agents_for_people
-        self.store = open_snapshot_store(config)
+        self.stores = SnapshotStores(config, open_snapshot_store(config))
 
     async def assign(self, person: str, task: str, task_key: str, context: ToolContext) -> str | None:
         """Start `person`'s agent on `task` (None when the person is not an agent); its workflow id."""
         agent = self.agents_for_people.get(person)
         if agent is None:
             return None
-        snapshots = await asyncio.to_thread(self.store.snapshots, context.workflow_id)
+        # the new run keeps its snapshots where the assigning run keeps its own
+        handle = self.client.get_workflow_handle(context.workflow_id)
+        status = await handle.query("status", result_type=RunStatus)
+        store = await asyncio.to_thread(self.stores.get, status.snapshot_store)
+        snapshots = await asyncio.to_thread(store.snapshots, context.workflow_id)
         start_from = snapshots[-1].snapshot_id if snapshots else None
         origin = hashlib.sha256(f"{context.workflow_id}/{context.call_id}".encode()).hexdigest()[:10]
         workflow_id = f"{agent}-{task_key}-{origin}"
@@ -49,6 +54,7 @@ class AgentDispatch:
             task=f"{task}\n\n(Assigned to you, {person}, by run {context.workflow_id}; your workspace starts "
             "as theirs was after their last finished turn.)",
             start_from=start_from,
+            snapshot_store=status.snapshot_store,
         )
         # the same assignment, retried, finds its run started
         with contextlib.suppress(WorkflowAlreadyStartedError):

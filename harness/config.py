@@ -15,6 +15,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from harness.sandbox_options import PROVIDERS
 from harness.specs import ModelApi
 
 
@@ -47,6 +48,10 @@ class FarlineConfig(BaseModel):
     pin_local_sandboxes: bool = Field(default=True)
     bwrap_path: str = Field(default="bwrap")
     sandbox_uid: int = Field(default=65534, ge=1)
+
+    # the sandbox providers this worker offers, comma-separated (local, docker, modal, e2b, daytona);
+    # default: local, and docker when FARLINE_DOCKER_IMAGE is set
+    providers: str | None = Field(default=None)
 
     # the docker provider (sandbox_providers/docker.py, the `docker` extra): containers of an engine
     # that speaks the Docker API (Docker, or `podman system service`); offered when an image is set
@@ -103,6 +108,7 @@ class FarlineConfig(BaseModel):
         "pin_local_sandboxes": "FARLINE_PIN_LOCAL_SANDBOXES",
         "bwrap_path": "FARLINE_BWRAP",
         "sandbox_uid": "FARLINE_SANDBOX_UID",
+        "providers": "FARLINE_PROVIDERS",
         "docker_image": "FARLINE_DOCKER_IMAGE",
         "docker_url": "FARLINE_DOCKER_URL",
         "docker_user": "FARLINE_DOCKER_USER",
@@ -169,6 +175,32 @@ class FarlineConfig(BaseModel):
                 "set FARLINE_OTEL_EXPORTER=otlp to send spans there"
             )
         return self
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in PROVIDERS]
+        if unknown or not names:
+            raise ValueError(f"{', '.join(unknown) or 'nothing'}: list some of {', '.join(PROVIDERS)}")
+        return ",".join(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _docker_needs_an_image(self) -> FarlineConfig:
+        if "docker" in self.offered_providers and self.docker_image is None:
+            raise ValueError(
+                "FARLINE_PROVIDERS offers docker: set FARLINE_DOCKER_IMAGE (its sandboxes' image)"
+            )
+        return self
+
+    @property
+    def offered_providers(self) -> list[str]:
+        """The providers this worker drives, in order."""
+        if self.providers is not None:
+            return self.providers.split(",")
+        return ["local", *(["docker"] if self.docker_image is not None else [])]
 
     @property
     def sandboxes_dir(self) -> Path:

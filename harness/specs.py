@@ -131,6 +131,44 @@ class SandboxMove(BaseModel):
         return self
 
 
+class SnapshotStoreChoice(BaseModel):
+    """Where a run's workspace snapshots go, whatever its sandbox provider (default: the workers'
+    FARLINE_SNAPSHOT_STORE). The keys are named, never given: FARLINE_CREDENTIALS_<NAME>_* on
+    the workers."""
+
+    kind: Literal["local", "s3"] = Field(
+        description="'local': the workers' FARLINE_SNAPSHOT_DIR (one machine); 's3': a bucket of any "
+        "S3-compatible store (what runs that move between machines or providers need)."
+    )
+    bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field(default="farline/", max_length=512, description="Where under the bucket.")
+    endpoint_url: str | None = Field(
+        default=None, description="The store's URL (default FARLINE_S3_ENDPOINT)."
+    )
+    region: str | None = Field(default=None, description="Its region (default FARLINE_S3_REGION).")
+    credentials: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_]{1,64}$",
+        description="Named keys (FARLINE_CREDENTIALS_<NAME>_ACCESS_KEY_ID / _SECRET_ACCESS_KEY on the "
+        "workers); default: the workers' FARLINE_S3_* keys.",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> SnapshotStoreChoice:
+        if self.kind == "s3" and self.bucket is None:
+            raise ValueError("an 's3' snapshot store needs its bucket")
+        given = [name for name in ("bucket", "endpoint_url", "region", "credentials") if getattr(self, name)]
+        if self.kind == "local" and given:
+            raise ValueError(
+                f"a 'local' snapshot store takes no {', '.join(given)}: it is the workers' directory"
+            )
+        if any(part == ".." for part in self.prefix.split("/")) or self.prefix.startswith("/"):
+            raise ValueError(f"snapshot store prefix {self.prefix!r}: a relative key prefix without '..'")
+        if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
+            raise ValueError(f"snapshot store endpoint_url {self.endpoint_url!r} is not an http(s) URL")
+        return self
+
+
 class UserSandbox(BaseModel):
     """A sandbox the user created and owns: the run uses it and never tears it down."""
 
@@ -274,6 +312,11 @@ class RunRequest(BaseModel):
         description="Start the workspace from this snapshot (a fork of another run's workspace); "
         "manifest entries are added to it.",
     )
+    snapshot_store: SnapshotStoreChoice | None = Field(
+        default=None,
+        description="Where this run's workspace snapshots go (default: the workers' store); sub-agents "
+        "use their parent's.",
+    )
     subagent_limits: SubagentLimits = Field(default_factory=SubagentLimits)
     parent: ParentLink | None = Field(default=None, description="Set by the harness on sub-agents.")
 
@@ -332,6 +375,8 @@ class RunStatus(BaseModel):
     sandbox_id: str | None = None
     # the provider of the run's sandboxes (it changes when a paused run is resumed on another)
     sandbox_provider: str | None = None
+    # where its snapshots go (None: the workers' store)
+    snapshot_store: SnapshotStoreChoice | None = None
     # the newest snapshot of the workspace, how many the run has taken, how often it rehydrated
     snapshot_id: str | None = None
     snapshots: int = 0

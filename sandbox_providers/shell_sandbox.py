@@ -58,6 +58,7 @@ from sandbox_providers.shell_scripts import (
     PROCESS_DELETED,
     PROCESS_ENDED,
     READ_BLOCK,
+    SIZE_MARK,
     STATUS_MARK,
     STDIN_NOT_READ,
     SUPERVISOR,
@@ -75,6 +76,9 @@ INLINE_OUTPUT_BYTES = 1024 * 1024
 CACHE_BYTES = 64 * 1024 * 1024
 # the most one read_output returns
 MAX_READ_BYTES = 16 * 1024 * 1024
+# reads whose output came back cut short are tried again this often
+READ_ATTEMPTS = 3
+STATE_TAG = b"farline-state "
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 # the exit codes the scripts use for answers, not failures
 ANSWERS = frozenset(
@@ -229,6 +233,10 @@ class ShellSandboxProvider(ABC):
             result = await self._exec(machine, args)
         self._raise_for(result, process_id=process_id, sandbox_id=ref.sandbox_id)
         started, _, report = result.stdout.partition(b"\n")
+        if not report.startswith(STATE_TAG):
+            # the engine cut the output short (podman can, under load): the process is started,
+            # its state is asked for again
+            report = (await self._state_report(machine, process_id, ref.sandbox_id)).stdout
         state = self._remember(machine, self._parse_state(process_id, report))
         log.info(
             "sandbox.process_started" if started == b"started" else "sandbox.process_attached",
@@ -247,9 +255,18 @@ class ShellSandboxProvider(ABC):
         if cached is not None:
             self._ended.move_to_end((machine.id, process_id))
             return cached[0]
-        result = await self._exec(machine, ["state", process_id, str(INLINE_OUTPUT_BYTES)])
-        self._raise_for(result, process_id=process_id, sandbox_id=ref.sandbox_id)
+        result = await self._state_report(machine, process_id, ref.sandbox_id)
         return self._remember(machine, self._parse_state(process_id, result.stdout))
+
+    async def _state_report(self, machine: Machine, process_id: str, sandbox_id: str) -> ShellResult:
+        """A process's state report, asked again when the engine cut one short."""
+        for _attempt in range(READ_ATTEMPTS):
+            result = await self._exec(machine, ["state", process_id, str(INLINE_OUTPUT_BYTES)])
+            self._raise_for(result, process_id=process_id, sandbox_id=sandbox_id)
+            if result.stdout.startswith(STATE_TAG):
+                break
+            log.warning("sandbox.output_cut_short", sandbox_id=sandbox_id, operation="state")
+        return result
 
     async def read_output(self, ref: SandboxRef, process_id: str, offset: int, max_bytes: int) -> OutputChunk:
         if offset < 0 or max_bytes < 0:
@@ -336,9 +353,20 @@ class ShellSandboxProvider(ABC):
     async def read_file(self, ref: SandboxRef, path: str) -> bytes:
         relative = "/".join(split_relative(path))
         machine = await self._machine(ref)
-        result = await self._exec(machine, ["read", relative])
-        self._raise_for(result)
-        return result.stdout
+        for _attempt in range(READ_ATTEMPTS):
+            result = await self._exec(machine, ["read", relative])
+            self._raise_for(result)
+            size = result.stderr.rpartition(SIZE_MARK.encode())[2].partition(b"\n")[0]
+            if not size.isdigit() or int(size) == len(result.stdout):
+                return result.stdout
+            # cut short by the engine, or the file changed while it was read: read it again
+            log.warning(
+                "sandbox.output_cut_short", sandbox_id=ref.sandbox_id, operation="read", path=relative
+            )
+        raise SandboxError(
+            f"{path!r} could not be read whole ({READ_ATTEMPTS} tries): it keeps changing, or the engine "
+            "cuts its output short"
+        )
 
     async def write_file(self, ref: SandboxRef, path: str, data: bytes, mode: int = 0o644) -> None:
         parts = split_relative(path)

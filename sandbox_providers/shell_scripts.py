@@ -49,6 +49,8 @@ STDIN_NOT_READ = 89
 
 # what precedes an operation's exit status at the end of its stderr
 STATUS_MARK = "farline-status "
+# `read` says the file's size on stderr first: output an engine cut short is read again
+SIZE_MARK = "farline-size "
 
 MAX_LIVE_PROCESSES = 64
 MAX_KEPT_PROCESSES = 64
@@ -327,6 +329,8 @@ read)
   [ -e "$r" ] || fail @NOT_FOUND@ "no such file or directory in the workspace: $1"
   [ -d "$r" ] && fail @IS_A_DIRECTORY@ "is a directory: $1"
   [ -f "$r" ] || fail @PATH_REFUSED@ "'$1' is not a regular file"
+  # its size, so that the worker can tell a whole file from output an engine cut short
+  printf '@SIZE@%s\n' "$(stat -c %s "$r")" >&2
   cat "$r"
   ;;
 write)
@@ -437,6 +441,7 @@ def _filled(script: str) -> str:
         "NO_STATE_DIR": NO_STATE_DIR,
         "STDIN_NOT_READ": STDIN_NOT_READ,
         "STATUS": STATUS_MARK,
+        "SIZE": SIZE_MARK,
         "MAX_LIVE": MAX_LIVE_PROCESSES,
         "MAX_KEPT": MAX_KEPT_PROCESSES,
         "STARTUP_GRACE_S": STARTUP_GRACE_S,

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
         ("bench/snapshot.py", {"seconds", "speedup"}),
         ("bench/long_run.py", {"bytes_per_turn", "ms_per_turn", "history_bytes_total", "ratio"}),
         ("bench/fanout.py", {"seconds", "ratio"}),
+        ("bench/providers.py", {"median_ms", "seconds", "ratios"}),
     ],
 )
 def test_benchmark_prints_json_lines(script: str, keys: set[str]) -> None:
@@ -28,7 +29,7 @@ def test_benchmark_prints_json_lines(script: str, keys: set[str]) -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [json.loads(line) for line in run.stdout.splitlines()]
-    benches = ("loop_overhead", "tools", "snapshot", "long_run", "fanout")
+    benches = ("loop_overhead", "tools", "snapshot", "long_run", "fanout", "providers")
     assert lines and all(line["bench"] in benches for line in lines)
     seen = set().union(*(line.keys() for line in lines))
     assert keys <= seen

@@ -24,6 +24,7 @@ from sandbox_providers.base import (
     SandboxUnavailable,
 )
 from sandbox_providers.docker import LABEL_SANDBOX, DockerProvider
+from sandbox_providers.shell_sandbox import ShellResult
 from sandbox_providers.shell_scripts import MAX_KEPT_PROCESSES, START_FAILED_EXIT_CODE
 from tests.sandbox_support import output_of, run, sh, wait_until_done
 
@@ -812,3 +813,39 @@ async def test_a_run_on_docker_survives_a_killed_container(
     # the killed container was removed when found dead, the last one at the end of the run
     assert not engine.containers.list(all=True, filters={"label": f"{LABEL_SANDBOX}={first_sandbox}"})
     assert not engine.containers.list(all=True, filters={"label": "farline.owner=harness"})
+
+
+class CuttingProvider(DockerProvider):
+    """A docker provider whose engine cuts the stdout of the first `read` and `start` short, as
+    podman does now and then under load (a fault injected here, on a real engine)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.cut: list[str] = []
+
+    async def _run(self, machine, command, stdin, user):  # type: ignore[no-untyped-def]
+        result = await super()._run(machine, command, stdin, user)
+        operation = command[6] if len(command) > 6 else ""  # sh -c OPERATIONS farline ws state <op>
+        if operation in ("read", "start") and operation not in self.cut:
+            self.cut.append(operation)
+            return ShellResult(code=result.code, stdout=result.stdout[:7], stderr=result.stderr)
+        return result
+
+
+async def test_output_an_engine_cuts_short_is_asked_for_again(
+    podman_service: PodmanService, test_label: str
+) -> None:
+    provider = CuttingProvider(
+        podman_service.image,
+        base_url=podman_service.base_url,
+        user=str(SANDBOX_UID),
+        labels={"farline.test": test_label},
+    )
+    ref = await provider.create("cut", SandboxConfig())
+    content = bytes(range(256)) * 40
+    await provider.write_file(ref, "data.bin", content)
+    assert await provider.read_file(ref, "data.bin") == content
+    state = await provider.start_process(ref, ProcessSpec(process_id="p", argv=["sh", "-c", "echo done"]))
+    assert provider.cut == ["read", "start"]
+    assert state.process_id == "p" and (state.running or state.exit_code == 0)
+    assert await output_of(provider, ref, "p") == "done\n"

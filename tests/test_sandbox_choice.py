@@ -84,3 +84,23 @@ def test_another_provider_drops_the_agents_options() -> None:
         )
     )
     assert agent_sandbox.merged_with(chosen.sandbox).options == {"template": "py"}
+
+
+def test_a_worker_offers_the_providers_it_is_told_to(tmp_path) -> None:
+    from harness.config import ConfigError, FarlineConfig
+    from sandbox_providers.offered import offered_providers
+
+    default = FarlineConfig.from_env({"FARLINE_DATA_DIR": str(tmp_path)})
+    assert list(offered_providers(default)) == ["local"]
+    with_docker = FarlineConfig.from_env({"FARLINE_DATA_DIR": str(tmp_path), "FARLINE_DOCKER_IMAGE": "img"})
+    assert list(offered_providers(with_docker)) == ["local", "docker"]
+    only_docker = FarlineConfig.from_env(
+        {"FARLINE_DATA_DIR": str(tmp_path), "FARLINE_PROVIDERS": "docker", "FARLINE_DOCKER_IMAGE": "img"}
+    )
+    assert list(offered_providers(only_docker)) == ["docker"]
+    with pytest.raises(ConfigError, match="FARLINE_PROVIDERS offers docker: set FARLINE_DOCKER_IMAGE"):
+        FarlineConfig.from_env({"FARLINE_PROVIDERS": "local,docker"})
+    with pytest.raises(
+        ConfigError, match="FARLINE_PROVIDERS: k8s: list some of local, docker, modal, e2b, daytona"
+    ):
+        FarlineConfig.from_env({"FARLINE_PROVIDERS": "local,k8s"})

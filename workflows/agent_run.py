@@ -110,9 +110,8 @@ class AgentRun:
         return self._status.model_copy(
             update={
                 "sandbox_id": keeper.ref.sandbox_id if keeper.ref is not None else None,
-                "sandbox_provider": keeper.ref.provider
-                if keeper.ref is not None
-                else keeper.settings.provider,
+                "sandbox_provider": keeper.ref.provider if keeper.ref else keeper.settings.provider,
+                "snapshot_store": keeper.store,
                 "snapshot_id": keeper.latest_snapshot,
                 "snapshots": keeper.snapshot_count,
                 "rehydrations": keeper.rehydrations,
@@ -308,6 +307,7 @@ class AgentRun:
             seed=prepared.seed_snapshot_id if prepared is not None else request.start_from,
             mounts=prepared.mounts if prepared is not None else None,
             fill_user_sandbox=request.parent is None or not request.parent.shared_workspace,
+            store=request.snapshot_store,
         )
         self._keeper = keeper
         parent = request.parent

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.sandbox_io import CreateSandboxRequest, MountRequest
     from activities.snapshot_io import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
     from harness.manifest import S3MountEntry
-    from harness.specs import SandboxSettings, UserSandbox
+    from harness.specs import SandboxSettings, SnapshotStoreChoice, UserSandbox
     from harness.telemetry import count_rehydration
     from sandbox_providers.base import SandboxRef
 
@@ -96,9 +96,12 @@ class SandboxKeeper:
         seed: str | None = None,
         mounts: list[S3MountEntry] | None = None,
         fill_user_sandbox: bool = True,
+        store: SnapshotStoreChoice | None = None,
     ) -> None:
         self.base_id = base_id
         self.settings = settings
+        # where the run's snapshots go (None: the workers' store)
+        self.store = store
         # False for runs recorded before snapshots existed: they replay with an eager sandbox,
         # no snapshots and no rehydration
         self.managed = managed
@@ -207,7 +210,7 @@ class SandboxKeeper:
         try:
             restored = await workflow.execute_activity(
                 "restore_workspace",
-                RestoreRequest(sandbox=ref, snapshot_id=snapshot_id),
+                RestoreRequest(sandbox=ref, snapshot_id=snapshot_id, store=self.store),
                 result_type=RestoreResult,
                 summary=f"snapshot: restore {snapshot_id[:12]}",
                 **self._snapshot_options(ref),
@@ -243,6 +246,7 @@ class SandboxKeeper:
                     sequence=self.snapshot_count,
                     reason=reason,
                     previous_snapshot_id=self.latest_snapshot,
+                    store=self.store,
                 ),
                 result_type=SnapshotResult,
                 summary=f"snapshot: {reason}",
@@ -252,6 +256,12 @@ class SandboxKeeper:
             if sandbox_lost(error):
                 self._lost(ref)
                 return
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == "SnapshotStoreRefused":
+                # the run's chosen store can never be used here: going on would keep nothing safe
+                raise ApplicationError(
+                    str(cause.message), type="SnapshotStoreRefused", non_retryable=True
+                ) from None
             # the store is down: the run goes on, and the next turn tries again
             workflow.logger.warning("snapshot failed", extra={"reason": reason, "error": str(error.cause)})
             return

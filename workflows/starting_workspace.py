@@ -81,6 +81,7 @@ async def prepare_workspace(request: RunRequest, agent: AgentSpec) -> PreparedWo
             memory=scope,
             started_at=int(workflow.now().timestamp()),
             base_snapshot=request.start_from,
+            store=request.snapshot_store,
         ),
         result_type=PreparedWorkspace,
         start_to_close_timeout=PREPARE_TIMEOUT,

@@ -159,6 +159,8 @@ class Subagents:
             task=arguments.task,
             start_from=start_from,
             user_sandbox=user_sandbox,
+            # the parent's snapshots are the child's start, and the child's come back to it
+            snapshot_store=keeper.store,
             parent=ParentLink(
                 workflow_id=self.parent_id,
                 agent_id=agent_id,
@@ -277,6 +279,7 @@ class Subagents:
                     final_message=entry.final_message or "",
                     child_snapshot=entry.snapshot_id,
                     mtime=int(workflow.now().timestamp()),
+                    store=keeper.store,
                 ),
                 result_type=HandoffResult,
                 start_to_close_timeout=SNAPSHOT_TIMEOUT,
