@@ -39,6 +39,7 @@ from harness.stores import open_run_store
 from harness.task_tracker import TaskTracker, tracker_tools
 from harness.telemetry import Telemetry, ToolCallMetrics, start_telemetry
 from harness.temporal_client import connect, with_farline_converter
+from sandbox_providers.base import SandboxProvider
 from sandbox_providers.offered import offered_providers
 from workflows.agent_run import AgentRun
 
@@ -78,15 +79,17 @@ def build_worker(
     config: FarlineConfig,
     registry: AgentRegistry | None = None,
     function_tools: FunctionToolRegistry | None = None,
+    providers: dict[str, SandboxProvider] | None = None,
 ) -> FarlineWorker:
-    """A worker serving AgentRun on `config.task_queue`, with the given agents and application
-    tools (default: the demo agents and the task tracker's tools)."""
+    """A worker serving AgentRun on `config.task_queue`, with the given agents, application tools
+    (default: the demo agents and the task tracker's tools) and sandbox providers (default: those
+    FARLINE_PROVIDERS names)."""
     # payloads above the threshold go to external storage, whatever client the caller has
     client = with_farline_converter(client, config)
     function_tools = function_tools if function_tools is not None else default_function_tools(config, client)
     # the workflow evaluates the tools' pure rules (validation, approval) from this registry
     install_registry(config.task_queue, function_tools)
-    providers = offered_providers(config)
+    providers = providers if providers is not None else offered_providers(config)
     pinned = config.pin_local_sandboxes and "local" in providers
     local_queue = config.local_sandbox_task_queue if pinned else None
     store = open_snapshot_store(config)
@@ -116,6 +119,7 @@ def build_worker(
         snapshots.restore_workspace,
         snapshots.deliver_handoff,
         sandbox.mount_storage,
+        sandbox.suspend_sandbox,
     ]
     # every activity's logs carry its run, agent and turn; tool calls are counted for the metrics
     # endpoint (the client's runtime has one when a port is set)

@@ -70,6 +70,22 @@ class SandboxActivities(ProviderActivities):
             await asyncio.to_thread(store.forget_stat_cache, ref.sandbox_id)
         logger.info("sandbox destroyed", workflow_id=activity.info().workflow_id, sandbox_id=ref.sandbox_id)
 
+    @activity.defn(name="suspend_sandbox")
+    async def suspend_sandbox(self, ref: SandboxRef) -> bool:
+        """Pause the sandbox with its provider's own primitive (E2B pause, Daytona stop), files kept
+        for its next use; False when the provider has none."""
+        suspend = getattr(self._provider(ref.provider), "suspend", None)
+        if suspend is None:
+            return False
+        try:
+            now = await suspend(ref)  # False: it already was
+        except SandboxGone as error:
+            raise sandbox_gone(error) from None
+        logger.info(
+            "sandbox suspended", workflow_id=activity.info().workflow_id, sandbox_id=ref.sandbox_id, now=now
+        )
+        return True
+
     @activity.defn(name="mount_storage")
     async def mount_storage(self, request: MountRequest) -> None:
         """Mount a manifest's bucket into the sandbox, with keys looked up here on the worker."""

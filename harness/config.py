@@ -63,6 +63,33 @@ class FarlineConfig(BaseModel):
     docker_pids_limit: int | None = Field(default=1024, ge=1)
     docker_network: str = Field(default="bridge")  # the network of sandboxes that may have one
 
+    # the modal provider (sandbox_providers/modal.py, the `modal` extra; MODAL_TOKEN_ID and _SECRET)
+    modal_image: str = Field(default="python:3.12-slim", min_length=1)  # a registry image
+    modal_app: str = Field(default="farline", min_length=1)  # the Modal App of the sandboxes
+    modal_environment: str | None = Field(default=None)  # default the SDK's (MODAL_ENVIRONMENT)
+    modal_cpu: float | None = Field(default=None, gt=0)
+    modal_memory_mib: int | None = Field(default=None, ge=128)
+    modal_region: str | None = Field(default=None)
+    modal_timeout_s: int = Field(default=86_400, ge=60, le=86_400)  # a sandbox's longest life
+    modal_idle_timeout_s: int | None = Field(default=None, ge=60)
+    modal_exec_timeout_s: int = Field(default=600, ge=1)  # the longest one operation may take
+
+    # the e2b provider (sandbox_providers/e2b.py, the `e2b` extra; E2B_API_KEY in the environment)
+    e2b_template: str = Field(default="base", min_length=1)  # the template: image, CPU and memory
+    e2b_timeout_s: int = Field(default=3600, ge=60, le=86_400)  # a sandbox's life, renewed by use
+    e2b_user: str = Field(default="user", min_length=1)  # the template's user commands run as
+    e2b_pause_on_timeout: bool = Field(default=False)  # pause (not kill) a sandbox whose life ran out
+
+    # the daytona provider (sandbox_providers/daytona.py, the `daytona` extra; DAYTONA_API_KEY)
+    daytona_snapshot: str | None = Field(default=None)  # a Daytona snapshot to start from
+    daytona_image: str | None = Field(default=None)  # or an image (not both)
+    daytona_cpu: int | None = Field(default=None, ge=1)  # with an image only
+    daytona_memory_gib: int | None = Field(default=None, ge=1)
+    daytona_disk_gib: int | None = Field(default=None, ge=1)
+    daytona_target: str | None = Field(default=None)  # the region
+    daytona_auto_stop_minutes: int = Field(default=15, ge=0)  # 0: never
+    daytona_os_user: str | None = Field(default=None)  # default Daytona's ("daytona")
+
     log_format: str = Field(default="auto")  # auto, json or console
 
     # where snapshots of workspaces go: "local" (a directory) or "s3" (any S3-compatible store)
@@ -116,6 +143,27 @@ class FarlineConfig(BaseModel):
         "docker_memory": "FARLINE_DOCKER_MEMORY",
         "docker_pids_limit": "FARLINE_DOCKER_PIDS_LIMIT",
         "docker_network": "FARLINE_DOCKER_NETWORK",
+        "modal_image": "FARLINE_MODAL_IMAGE",
+        "modal_app": "FARLINE_MODAL_APP",
+        "modal_environment": "FARLINE_MODAL_ENVIRONMENT",
+        "modal_cpu": "FARLINE_MODAL_CPU",
+        "modal_memory_mib": "FARLINE_MODAL_MEMORY_MIB",
+        "modal_region": "FARLINE_MODAL_REGION",
+        "modal_timeout_s": "FARLINE_MODAL_TIMEOUT_S",
+        "modal_idle_timeout_s": "FARLINE_MODAL_IDLE_TIMEOUT_S",
+        "modal_exec_timeout_s": "FARLINE_MODAL_EXEC_TIMEOUT_S",
+        "e2b_template": "FARLINE_E2B_TEMPLATE",
+        "e2b_timeout_s": "FARLINE_E2B_TIMEOUT_S",
+        "e2b_user": "FARLINE_E2B_USER",
+        "e2b_pause_on_timeout": "FARLINE_E2B_PAUSE_ON_TIMEOUT",
+        "daytona_snapshot": "FARLINE_DAYTONA_SNAPSHOT",
+        "daytona_image": "FARLINE_DAYTONA_IMAGE",
+        "daytona_cpu": "FARLINE_DAYTONA_CPU",
+        "daytona_memory_gib": "FARLINE_DAYTONA_MEMORY_GIB",
+        "daytona_disk_gib": "FARLINE_DAYTONA_DISK_GIB",
+        "daytona_target": "FARLINE_DAYTONA_TARGET",
+        "daytona_auto_stop_minutes": "FARLINE_DAYTONA_AUTO_STOP_MINUTES",
+        "daytona_os_user": "FARLINE_DAYTONA_OS_USER",
         "log_format": "FARLINE_LOG_FORMAT",
         "snapshot_store": "FARLINE_SNAPSHOT_STORE",
         "snapshot_dir": "FARLINE_SNAPSHOT_DIR",

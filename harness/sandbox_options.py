@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ProviderName = Literal["local", "docker", "modal", "e2b", "daytona"]
 PROVIDERS: tuple[str, ...] = ("local", "docker", "modal", "e2b", "daytona")
+# providers with a native pause that keeps the sandbox, files and all, for its next use (E2B's
+# pause, Daytona's stop): a paused or idle run suspends its sandbox instead of tearing it down, and
+# goes on in it without a restore
+SUSPENDABLE: frozenset[str] = frozenset({"e2b", "daytona"})
 
 
 class ProviderOptions(BaseModel):

@@ -16,6 +16,9 @@ from sandbox_providers.base import SandboxProvider, SandboxUnavailable
 PROVIDER_CLASSES: dict[str, tuple[str, str]] = {
     "local": ("sandbox_providers.local", "LocalProvider"),
     "docker": ("sandbox_providers.docker", "DockerProvider"),
+    "modal": ("sandbox_providers.modal", "ModalProvider"),
+    "e2b": ("sandbox_providers.e2b", "E2BProvider"),
+    "daytona": ("sandbox_providers.daytona", "DaytonaProvider"),
 }
 # the pip extra that brings each provider's SDK
 EXTRAS = {"docker": "docker", "modal": "modal", "e2b": "e2b", "daytona": "daytona"}

@@ -104,3 +104,13 @@ def test_a_worker_offers_the_providers_it_is_told_to(tmp_path) -> None:
         ConfigError, match="FARLINE_PROVIDERS: k8s: list some of local, docker, modal, e2b, daytona"
     ):
         FarlineConfig.from_env({"FARLINE_PROVIDERS": "local,k8s"})
+
+
+def test_a_provider_whose_sdk_is_missing_stops_the_worker_saying_what_to_install(tmp_path) -> None:
+    """The daytona SDK is not installed here (it is an optional extra)."""
+    from harness.config import ConfigError, FarlineConfig
+    from sandbox_providers.offered import offered_providers
+
+    config = FarlineConfig.from_env({"FARLINE_DATA_DIR": str(tmp_path), "FARLINE_PROVIDERS": "local,daytona"})
+    with pytest.raises(ConfigError, match=r"offers daytona, .*pip install 'farline\[daytona\]'"):
+        offered_providers(config)

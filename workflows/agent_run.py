@@ -135,6 +135,8 @@ class AgentRun:
         fails, the run stays paused where it was and the update fails, saying why."""
         keeper = self._keeper
         assert keeper is not None  # the validator saw to it
+        await workflow.wait_condition(lambda: keeper.ref is None or keeper.suspended)
+        await keeper.discard("move")
         await workflow.wait_condition(lambda: keeper.ref is None)
         before = keeper.settings
         keeper.settings = SandboxSettings.model_validate(

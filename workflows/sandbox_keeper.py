@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.sandbox_io import CreateSandboxRequest, MountRequest
     from activities.snapshot_io import RestoreRequest, RestoreResult, SnapshotRequest, SnapshotResult
     from harness.manifest import S3MountEntry
+    from harness.sandbox_options import SUSPENDABLE
     from harness.specs import SandboxSettings, SnapshotStoreChoice, UserSandbox
     from harness.telemetry import count_rehydration
     from sandbox_providers.base import SandboxRef
@@ -74,6 +75,7 @@ class KeeperState(BaseModel):
     # defaults: state carried by runs recorded before starting workspaces existed
     seed: str | None = None
     mounts: list[S3MountEntry] = []
+    suspended: bool = False
 
 
 def sandbox_lost(error: BaseException) -> bool:
@@ -128,6 +130,8 @@ class SandboxKeeper:
         self.live_sessions = 0
         # a sandbox tool ran since the last snapshot
         self.dirty = False
+        # the sandbox is paused by its provider (SUSPENDABLE): kept, and resumed by its next use
+        self.suspended = False
         # what the model must hear before its next call (a sandbox lost between its turns)
         self.notices: list[str] = []
         self._lock = asyncio.Lock()
@@ -165,6 +169,8 @@ class SandboxKeeper:
         async with self._lock:
             if self.ref is None:
                 self.ref = await self._bring_up()
+            # a suspended sandbox is resumed by the provider at its next operation
+            self.suspended = False
             return self.ref
 
     async def _bring_up(self) -> SandboxRef:
@@ -325,6 +331,12 @@ class SandboxKeeper:
             await self._snapshot(reason)
             if self.ref is None or ref.owner != "harness":
                 return
+            if (
+                reason in ("pause", "idle")
+                and ref.provider in SUSPENDABLE
+                and await self._suspend(ref, reason)
+            ):
+                return
             try:
                 await workflow.execute_activity(
                     "destroy_sandbox",
@@ -342,13 +354,46 @@ class SandboxKeeper:
                 # the status shows no sandbox only once it is gone
                 self.ref = None
 
+    async def _suspend(self, ref: SandboxRef, reason: str) -> bool:
+        """Pause the sandbox with its provider's own primitive; False when that failed (it is torn
+        down instead) or found it gone."""
+        try:
+            await workflow.execute_activity(
+                "suspend_sandbox",
+                ref,
+                result_type=bool,
+                start_to_close_timeout=SANDBOX_CALL_TIMEOUT,
+                retry_policy=SANDBOX_RETRY_POLICY,
+                summary=f"sandbox: suspend ({reason})",
+                **self.activity_options(ref),
+            )
+        except ActivityError as error:
+            if sandbox_lost(error):
+                self.ref = None
+                workflow.logger.info("sandbox already gone at suspend", extra={"reason": reason})
+                return True
+            workflow.logger.warning("suspend failed: tearing down", extra={"error": str(error.cause)})
+            return False
+        self.suspended = True
+        return True
+
+    async def discard(self, reason: str) -> None:
+        """Tear a suspended sandbox down (its workspace is in the newest snapshot)."""
+        if self.suspended:
+            self.suspended = False
+            await self.release(reason)
+
     async def watch(self, paused: Callable[[], bool]) -> None:
         """Background task: release the sandbox while the run is paused or the sandbox sits idle."""
         idle = self.settings.idle_timeout_s
 
         def releasable() -> bool:
             return (
-                self.ref is not None and self.ref.owner == "harness" and self.busy == 0 and not self.borrowers
+                self.ref is not None
+                and self.ref.owner == "harness"
+                and self.busy == 0
+                and not self.borrowers
+                and not self.suspended
             )
 
         def idle_now() -> bool:

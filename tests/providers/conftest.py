@@ -23,6 +23,9 @@ from sandbox_providers.base import SandboxRef
 from sandbox_providers.docker import DockerProvider
 from sandbox_providers.local import MAX_LIVE_PROCESSES, LocalProvider
 from sandbox_providers.shell_scripts import MAX_LIVE_PROCESSES as DOCKER_MAX_LIVE_PROCESSES
+from tests.providers.factory_daytona import daytona_provider
+from tests.providers.factory_e2b import e2b_provider
+from tests.providers.factory_modal import modal_provider
 from tests.providers.support import ProviderSetup, ProviderUnderTest
 
 # what every sandbox must hide: set in the worker's environment before any provider is built
@@ -71,7 +74,11 @@ async def docker_provider(tmp_path: Path, request: pytest.FixtureRequest) -> Asy
 
 FACTORIES: dict[str, ProviderFactory] = {
     "docker": docker_provider,
+    # the cloud providers, on fakes of their SDKs whose sandboxes are podman containers
+    "daytona": daytona_provider,
+    "e2b": e2b_provider,
     "local": local_provider,
+    "modal": modal_provider,
 }
 
 # (provider, test): a part of the contract the provider does not meet yet, and why. The test then
