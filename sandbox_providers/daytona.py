@@ -44,7 +44,6 @@ used as it is; `destroy` and `suspend` refuse it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shlex
 import time
 import uuid
@@ -64,18 +63,19 @@ from sandbox_providers.base import (
 )
 from sandbox_providers.shell_sandbox import (
     ANSWERS,
+    LABEL_CONFIG,
+    LABEL_OWNER,
+    LABEL_SANDBOX,
     Machine,
     ShellResult,
     ShellSandboxProvider,
     check_env,
     check_id,
+    config_label,
 )
 
 log = structlog.get_logger(__name__)
 
-LABEL_SANDBOX = "farline.sandbox"
-LABEL_OWNER = "farline.owner"
-LABEL_CONFIG = "farline.config"
 INSTALL_HINT = "pip install 'farline[daytona]'"
 
 STARTED = "started"
@@ -126,10 +126,6 @@ o=0
 [ -s "$out" ] && o=1 || rm -f "$out"
 printf '\n@MARK@%s %s\n' "$o" "$s"
 """.replace("@MARK@", IO_MARK)
-
-
-def _config_label(config: SandboxConfig) -> str:
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def _state(sandbox: Any) -> str:
@@ -322,7 +318,7 @@ class DaytonaProvider(ShellSandboxProvider):
                 **self.labels,
                 LABEL_SANDBOX: sandbox_id,
                 LABEL_OWNER: "harness",
-                LABEL_CONFIG: _config_label(config),
+                LABEL_CONFIG: config_label(config),
             },
             "env_vars": dict(config.env),
             "network_block_all": not config.network,
@@ -377,7 +373,7 @@ class DaytonaProvider(ShellSandboxProvider):
             raise SandboxError(
                 f"a Daytona sandbox named {sandbox.name!r} exists and is not the sandbox {sandbox_id!r}"
             )
-        if labels.get(LABEL_CONFIG) != _config_label(config):
+        if labels.get(LABEL_CONFIG) != config_label(config):
             log.warning("sandbox.config_kept", sandbox_id=sandbox_id, reason="exists with another config")
 
     @staticmethod
@@ -447,13 +443,6 @@ class DaytonaProvider(ShellSandboxProvider):
         return True
 
     # -- finding the machine ------------------------------------------------------------------------
-
-    def _check_ref(self, ref: SandboxRef) -> None:
-        if ref.provider != self.name:
-            raise SandboxError(
-                f"sandbox {ref.sandbox_id!r} belongs to provider {ref.provider!r}, not {self.name!r}"
-            )
-        check_id("sandbox", ref.sandbox_id)
 
     def _sandbox_name(self, ref: SandboxRef) -> str:
         # a user's sandbox is named as the user gave it (its name or id)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import socket
 import threading
 from collections.abc import Callable
@@ -55,24 +54,21 @@ from sandbox_providers.base import (
 from sandbox_providers.shell_sandbox import (
     ANSWERS,
     DEFAULT_PATH,
+    LABEL_CONFIG,
+    LABEL_OWNER,
+    LABEL_SANDBOX,
     Machine,
     ShellResult,
     ShellSandboxProvider,
     check_env,
     check_id,
+    config_label,
 )
 
 log = structlog.get_logger(__name__)
 
-LABEL_SANDBOX = "farline.sandbox"
-LABEL_OWNER = "farline.owner"
-LABEL_CONFIG = "farline.config"
 _DEAD_STATES = {"exited", "dead", "stopped"}
 EXEC_ATTEMPTS = 3
-
-
-def _config_label(config: SandboxConfig) -> str:
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 class _ExecNotStarted(Exception):
@@ -184,7 +180,7 @@ class DockerProvider(ShellSandboxProvider):
                 raise SandboxError(f"a container named {name!r} exists and is not the sandbox {sandbox_id!r}")
             status = info["State"]["Status"]
             if status == "running":
-                if labels.get(LABEL_CONFIG) != _config_label(config):
+                if labels.get(LABEL_CONFIG) != config_label(config):
                     log.warning(
                         "sandbox.config_kept", sandbox_id=sandbox_id, reason="exists with another config"
                     )
@@ -233,7 +229,7 @@ class DockerProvider(ShellSandboxProvider):
                 **self.labels,
                 LABEL_SANDBOX: sandbox_id,
                 LABEL_OWNER: "harness",
-                LABEL_CONFIG: _config_label(config),
+                LABEL_CONFIG: config_label(config),
             },
             environment=environment,
             user=options.user or self.user or "",
@@ -274,13 +270,6 @@ class DockerProvider(ShellSandboxProvider):
         return container_id
 
     # -- helpers -------------------------------------------------------------------------------------
-
-    def _check_ref(self, ref: SandboxRef) -> None:
-        if ref.provider != self.name:
-            raise SandboxError(
-                f"sandbox {ref.sandbox_id!r} belongs to provider {ref.provider!r}, not {self.name!r}"
-            )
-        check_id("sandbox", ref.sandbox_id)
 
     def _container_name(self, ref: SandboxRef) -> str:
         # a user's container is named as the user gave it (its name or id)

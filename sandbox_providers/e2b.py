@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import importlib
 import shlex
 import time
@@ -60,21 +59,22 @@ from sandbox_providers.base import (
 )
 from sandbox_providers.shell_sandbox import (
     ANSWERS,
+    LABEL_CONFIG,
+    LABEL_OWNER,
+    LABEL_SANDBOX,
     Machine,
     ShellResult,
     ShellSandboxProvider,
     check_env,
     check_id,
+    config_label,
 )
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-LABEL_SANDBOX = "farline.sandbox"
-LABEL_OWNER = "farline.owner"
 LABEL_TIMEOUT = "farline.timeout_s"
-LABEL_CONFIG = "farline.config"
 INSTALL_HINT = "pip install 'farline[e2b]'"
 ROOT = "root"
 # what precedes the base64 of a command's stdout (a login shell's profile may print before it)
@@ -92,10 +92,6 @@ def load_sdk() -> Any:
         raise SandboxUnavailable(
             f"the e2b provider needs E2B's SDK, which is not installed: {INSTALL_HINT}"
         ) from error
-
-
-def _config_label(config: SandboxConfig) -> str:
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def shell_command(argv: list[str], stdin_path: str | None) -> str:
@@ -254,7 +250,7 @@ class E2BProvider(ShellSandboxProvider):
         key = ("harness", sandbox_id)
         listed = await self._listed(sandbox_id)
         if listed:
-            if listed[0].metadata.get(LABEL_CONFIG) != _config_label(config):
+            if listed[0].metadata.get(LABEL_CONFIG) != config_label(config):
                 log.warning("sandbox.config_kept", sandbox_id=sandbox_id, reason="exists with another config")
             link = await self._connect(key, listed[0].sandbox_id, timeout_s, harness_owned=True)
         else:
@@ -292,7 +288,7 @@ class E2BProvider(ShellSandboxProvider):
                     LABEL_SANDBOX: sandbox_id,
                     LABEL_OWNER: "harness",
                     LABEL_TIMEOUT: str(timeout_s),
-                    LABEL_CONFIG: _config_label(config),
+                    LABEL_CONFIG: config_label(config),
                 },
                 envs=dict(config.env),
                 allow_internet_access=config.network,
@@ -382,13 +378,6 @@ class E2BProvider(ShellSandboxProvider):
         return True
 
     # -- helpers -------------------------------------------------------------------------------------
-
-    def _check_ref(self, ref: SandboxRef) -> None:
-        if ref.provider != self.name:
-            raise SandboxError(
-                f"sandbox {ref.sandbox_id!r} belongs to provider {ref.provider!r}, not {self.name!r}"
-            )
-        check_id("sandbox", ref.sandbox_id)
 
     async def _e2b_id(self, ref: SandboxRef) -> str:
         """The E2B id of a sandbox: a user's ref names it; a harness-owned one is looked up."""

@@ -401,13 +401,6 @@ class ModalProvider(ShellSandboxProvider):
 
     # -- machines ------------------------------------------------------------------------------------
 
-    def _check_ref(self, ref: SandboxRef) -> None:
-        if ref.provider != self.name:
-            raise SandboxError(
-                f"sandbox {ref.sandbox_id!r} belongs to provider {ref.provider!r}, not {self.name!r}"
-            )
-        check_id("sandbox", ref.sandbox_id)
-
     def _as_machine(self, handle: Any, name: str, harness_owned: bool) -> ModalMachine:
         return ModalMachine(
             id=str(handle.object_id),

@@ -15,6 +15,7 @@ and all, from the exec that started it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import shlex
 from abc import ABC, abstractmethod
@@ -69,6 +70,10 @@ from sandbox_providers.workspace_fs import split_relative
 log = structlog.get_logger(__name__)
 
 STATE_DIR = "/var/farline"
+# the labels (tags, metadata) a provider puts on the machines it makes
+LABEL_SANDBOX = "farline.sandbox"
+LABEL_OWNER = "farline.owner"
+LABEL_CONFIG = "farline.config"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # an ended process's whole output comes back with its state when it is at most this long
 INLINE_OUTPUT_BYTES = 1024 * 1024
@@ -110,6 +115,11 @@ def check_env(env: dict[str, str]) -> None:
             raise SandboxError(
                 f"invalid environment variable {name!r}: no '=' or NUL in names, no NUL in values"
             )
+
+
+def config_label(config: SandboxConfig) -> str:
+    """A short hash of a sandbox's config: a machine found again with another one is logged."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def _seconds(text: str) -> float | None:
@@ -188,6 +198,14 @@ class ShellSandboxProvider(ABC):
     @abstractmethod
     async def _check_still_there(self, machine: Machine) -> None:
         """SandboxGone when the machine no longer runs (after an operation failed)."""
+
+    def _check_ref(self, ref: SandboxRef) -> None:
+        """A ref of this provider, with a valid id."""
+        if ref.provider != self.name:
+            raise SandboxError(
+                f"sandbox {ref.sandbox_id!r} belongs to provider {ref.provider!r}, not {self.name!r}"
+            )
+        check_id("sandbox", ref.sandbox_id)
 
     async def mount_bucket(self, ref: SandboxRef, mount: BucketMount) -> None:
         raise SandboxUnavailable(
