@@ -30,6 +30,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -377,10 +378,12 @@ def mounts_under(root: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def podman_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanService]:
+def podman_service() -> Iterator[PodmanService]:
     """podman's API service and the test images, for the session; stopped and wiped after it."""
     podman = podman_binary()
-    root = Path(tmp_path_factory.mktemp("podman"))
+    # short, under /tmp: podman refuses a runroot path over 50 characters (pytest-xdist's
+    # per-worker temporary directories are longer)
+    root = Path(tempfile.mkdtemp(prefix="farline-podman-", dir="/tmp"))
     service = PodmanProcess(podman, root)
     started = time.monotonic()
     service.start()
@@ -401,3 +404,4 @@ def podman_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanS
         yield PodmanService(base_url=service.base_url, image=IMAGE, gnu_image=GNU_IMAGE, root=root)
     finally:
         service.stop()
+        shutil.rmtree(root, ignore_errors=True)
