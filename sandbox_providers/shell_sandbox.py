@@ -34,6 +34,7 @@ from sandbox_providers.base import (
     ProcessState,
     SandboxConfig,
     SandboxError,
+    SandboxGone,
     SandboxLimitError,
     SandboxPathError,
     SandboxRef,
@@ -83,6 +84,12 @@ CACHE_BYTES = 64 * 1024 * 1024
 MAX_READ_BYTES = 16 * 1024 * 1024
 # reads whose output came back cut short are tried again this often
 READ_ATTEMPTS = 3
+# operations that do the same when repeated (`start` attaches by id; not `stdin`, not `delete`),
+# and how often one is tried when its status never came back
+REPEATABLE_OPERATIONS = frozenset(
+    {"setup", "start", "state", "output", "kill", "read", "write", "list", "scan", "export", "import"}
+)
+OPERATION_ATTEMPTS = 3
 STATE_TAG = b"farline-state "
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 # the exit codes the scripts use for answers, not failures
@@ -448,16 +455,27 @@ class ShellSandboxProvider(ABC):
         self, machine: Machine, args: list[str], stdin: bytes | None = None, user: str | None = None
     ) -> ShellResult:
         """One operation of the script; a failure that is no answer is checked against a machine
-        that died under it (SandboxGone)."""
+        that died under it (SandboxGone). An operation that is safe to repeat is tried again when
+        its status never came back (an engine that cut its output short) or the SDK failed."""
         command = ["sh", "-c", OPERATIONS, "farline", self.workspace_path, STATE_DIR, *args]
-        try:
-            result = await self._run(machine, command, stdin, user)
-        except SandboxError:
-            await self._check_still_there(machine)
-            raise
-        if result.code not in ANSWERS:
-            await self._check_still_there(machine)
-        return result
+        attempts = OPERATION_ATTEMPTS if args[0] in REPEATABLE_OPERATIONS else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                result = await self._run(machine, command, stdin, user)
+            except (SandboxGone, SandboxUnavailable):
+                raise
+            except SandboxError as error:
+                await self._check_still_there(machine)
+                if attempt == attempts:
+                    raise
+                log.warning("sandbox.operation_retried", operation=args[0], attempt=attempt, error=str(error))
+                continue
+            if result.code not in ANSWERS:
+                await self._check_still_there(machine)
+            if result.code is not None or attempt == attempts:
+                return result
+            log.warning("sandbox.operation_retried", operation=args[0], attempt=attempt, error="no status")
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _raise_for(result: ShellResult, process_id: str | None = None, sandbox_id: str | None = None) -> None:

@@ -829,6 +829,9 @@ class CuttingProvider(DockerProvider):
         if operation in ("read", "start") and operation not in self.cut:
             self.cut.append(operation)
             return ShellResult(code=result.code, stdout=result.stdout[:7], stderr=result.stderr)
+        if operation in ("list", "stdin") and operation not in self.cut:
+            self.cut.append(operation)  # all of it lost, the status too
+            return ShellResult(code=None, stdout=b"", stderr=b"")
         return result
 
 
@@ -849,3 +852,10 @@ async def test_output_an_engine_cuts_short_is_asked_for_again(
     assert provider.cut == ["read", "start"]
     assert state.process_id == "p" and (state.running or state.exit_code == 0)
     assert await output_of(provider, ref, "p") == "done\n"
+    # an operation safe to repeat is repeated; one that is not (stdin: the bytes may have gone in)
+    # fails, saying so
+    assert "data.bin" in {entry.path for entry in await provider.list_dir(ref)}
+    await provider.start_process(ref, ProcessSpec(process_id="cat", argv=["cat"]))
+    with pytest.raises(SandboxError, match="ended without a status"):
+        await provider.write_stdin(ref, "cat", b"once\n")
+    assert provider.cut == ["read", "start", "list", "stdin"]
