@@ -19,8 +19,10 @@ install:
 demo: install
 	farline demo
 
+# three test processes, each with its own Temporal dev server, S3 server and podman service: the
+# suite mostly waits on them (about 7 minutes on 2 cores; one process: about 15)
 test: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n 3 --dist load
 
 lint: install
 	$(PYTHON) -m ruff check .

@@ -299,10 +299,14 @@ async def test_a_gone_error_from_a_running_sandbox_is_no_gone_sandbox(
     ref = await provider.create(new_id(), SandboxConfig())
     await provider.write_file(ref, "a.txt", b"a")
     fake.fail_next_exec = NotFoundError("Task not found")
+    # an operation that is not safe to repeat fails, and the sandbox is not taken for gone
     with pytest.raises(SandboxError, match="still runs") as raised:
-        await provider.read_file(ref, "a.txt")
+        await provider.delete_file(ref, "a.txt")
     assert not isinstance(raised.value, SandboxGone)
+    # one that is safe to repeat is repeated
+    fake.fail_next_exec = NotFoundError("Task not found")
     assert await provider.read_file(ref, "a.txt") == b"a"
+    assert fake.fail_next_exec is None
 
 
 async def test_a_sandbox_past_its_lifetime_is_gone(fake: FakeModal, app_name: str) -> None:
