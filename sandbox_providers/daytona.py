@@ -592,7 +592,7 @@ class DaytonaProvider(ShellSandboxProvider):
         result = ShellResult.of(stdout, stderr)
         if result.code is None and code in ANSWERS:
             # the script's status line was lost from its stderr: the exit status came back anyway
-            return ShellResult(code=code, stdout=result.stdout, stderr=result.stderr)
+            return ShellResult(code=code, stdout=result.stdout, stderr=result.stderr, complete=False)
         return result
 
     @staticmethod

@@ -379,7 +379,7 @@ class DockerProvider(ShellSandboxProvider):
             with contextlib.suppress(NotFound):
                 code = api.exec_inspect(exec_id).get("ExitCode")
                 if isinstance(code, int) and code in ANSWERS:
-                    return ShellResult(code=code, stdout=result.stdout, stderr=result.stderr)
+                    return ShellResult(code=code, stdout=result.stdout, stderr=result.stderr, complete=False)
         return result
 
     @staticmethod

@@ -462,7 +462,9 @@ class E2BProvider(ShellSandboxProvider):
             raise SandboxError(f"E2B lost a command in sandbox {machine.id}: {error}") from error
         shell = ShellResult.of(decoded_stdout(result.stdout or ""), (result.stderr or "").encode())
         if shell.code is None and result.exit_code in ANSWERS:
-            return ShellResult(code=result.exit_code, stdout=shell.stdout, stderr=shell.stderr)
+            return ShellResult(
+                code=result.exit_code, stdout=shell.stdout, stderr=shell.stderr, complete=False
+            )
         return shell
 
     async def _start(self, machine: Machine, command: list[str], stdin: bytes | None, user: str) -> Any:

@@ -505,7 +505,9 @@ class ModalProvider(ShellSandboxProvider):
                     f"{self.exec_timeout_s}s (the exec timeout)"
                 )
             if returncode in ANSWERS:  # its output was cut short; its exit code is the status
-                return ShellResult(code=returncode, stdout=result.stdout, stderr=result.stderr)
+                return ShellResult(
+                    code=returncode, stdout=result.stdout, stderr=result.stderr, complete=False
+                )
         return result
 
     @staticmethod

@@ -144,6 +144,9 @@ class ShellResult:
     code: int | None
     stdout: bytes
     stderr: bytes
+    # False when the status line never came back (the code, if any, is the engine's): the output
+    # may have been cut short
+    complete: bool = True
 
     @classmethod
     def of(cls, stdout: bytes, stderr: bytes) -> ShellResult:
@@ -153,7 +156,7 @@ class ShellResult:
         status = tail.partition(b"\n")[0]
         if mark and status.isdigit():
             return cls(code=int(status), stdout=stdout, stderr=rest.removesuffix(b"\n"))
-        return cls(code=None, stdout=stdout, stderr=stderr)
+        return cls(code=None, stdout=stdout, stderr=stderr, complete=False)
 
     @property
     def message(self) -> str:
@@ -382,7 +385,7 @@ class ShellSandboxProvider(ABC):
             result = await self._exec(machine, ["read", relative])
             self._raise_for(result)
             size = result.stderr.rpartition(SIZE_MARK.encode())[2].partition(b"\n")[0]
-            if not size.isdigit() or int(size) == len(result.stdout):
+            if size.isdigit() and int(size) == len(result.stdout):
                 return result.stdout
             # cut short by the engine, or the file changed while it was read: read it again
             log.warning(
@@ -472,7 +475,7 @@ class ShellSandboxProvider(ABC):
                 continue
             if result.code not in ANSWERS:
                 await self._check_still_there(machine)
-            if result.code is not None or attempt == attempts:
+            if result.complete or attempt == attempts:
                 return result
             log.warning("sandbox.operation_retried", operation=args[0], attempt=attempt, error="no status")
         raise AssertionError("unreachable")

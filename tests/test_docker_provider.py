@@ -830,8 +830,11 @@ class CuttingProvider(DockerProvider):
             self.cut.append(operation)
             return ShellResult(code=result.code, stdout=result.stdout[:7], stderr=result.stderr)
         if operation in ("list", "stdin") and operation not in self.cut:
-            self.cut.append(operation)  # all of it lost, the status too
-            return ShellResult(code=None, stdout=b"", stderr=b"")
+            self.cut.append(operation)
+            # all of its output lost, the status line too; the engine still knew a list's exit code
+            return ShellResult(
+                code=0 if operation == "list" else None, stdout=b"", stderr=b"", complete=False
+            )
         return result
 
 
