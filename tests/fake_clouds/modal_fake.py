@@ -87,6 +87,10 @@ SDK_CLASSES = {
 # -- modal.exception ---------------------------------------------------------------------------------
 
 
+# (engine, workspace labels) -> the lock of that workspace's creates
+_CREATE_LOCKS: dict[tuple[str, str], asyncio.Lock] = {}
+
+
 class Error(Exception):
     pass
 
@@ -250,7 +254,11 @@ class FakeModal:
         self.refuse_credentials = False
         # set by tests: the next exec raises this (a command router that lost its connection)
         self.fail_next_exec: Error | None = None
-        self._create_lock = asyncio.Lock()
+        # Modal's control plane creates one named sandbox at a time: one lock per workspace
+        # (every fake of these labels on this engine), not per fake (per worker)
+        self._create_lock = _CREATE_LOCKS.setdefault(
+            (base_url, json.dumps(self.labels, sort_keys=True)), asyncio.Lock()
+        )
         self.App: type[FakeApp] = type("App", (FakeApp,), {"cloud": self})
         self.Sandbox: type[FakeSandbox] = type("Sandbox", (FakeSandbox,), {"cloud": self})
         self.Image: type[FakeImage] = type("Image", (FakeImage,), {"cloud": self})
@@ -383,7 +391,8 @@ class FakeModal:
             info = self.engine.api.inspect_container(self._container_name(app, name))
         except NotFound:
             return
-        if info["State"]["Running"]:
+        # one being created (not started yet) by another worker's call exists too
+        if info["State"]["Status"] not in ("exited", "stopped", "dead"):
             raise AlreadyExistsError(f"Sandbox with name {name!r} already exists in app {app!r}")
         with contextlib.suppress(NotFound, APIError):
             self.engine.api.rename(info["Id"], f"modal-fake-ended-{secrets.token_hex(8)}")
