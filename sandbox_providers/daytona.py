@@ -123,7 +123,7 @@ while [ "$n" -gt 0 ]; do rm -f "$1"; shift; n=$((n - 1)); done
 s=$?
 [ -z "$in" ] || rm -f "$in"
 o=0
-[ -s "$out" ] && o=1 || rm -f "$out"
+[ -s "$out" ] && o=$(stat -c %s "$out") || rm -f "$out"
 printf '\n@MARK@%s %s\n' "$o" "$s"
 """.replace("@MARK@", IO_MARK)
 
@@ -578,11 +578,16 @@ class DaytonaProvider(ShellSandboxProvider):
             line = self._command_line(machine, command, user, stdin_path, out, earlier)
             response = await sandbox.process.exec(line, timeout=self.command_timeout_s)
             left = [*mine, out]
-            stderr, has_output, code = self._parse(response)
+            stderr, size, code = self._parse(response)
             # the output file is removed by the machine's next operation (one round trip fewer)
-            left = [out] if has_output else []
-            if has_output:
+            left = [out] if size else []
+            if size:
                 stdout = await sandbox.fs.download_file(out, self.transfer_timeout_s)
+                if len(stdout) != size:  # a transfer cut short: repeated if the operation allows
+                    raise SandboxError(
+                        f"the download of an operation's output from {machine.name!r} was cut short "
+                        f"({len(stdout)} of {size} bytes)"
+                    )
         except self._sdk_errors() as error:
             await self._check_still_there(machine)
             raise SandboxError(f"Daytona failed to run an operation in {machine.name!r}: {error}") from error
@@ -596,15 +601,15 @@ class DaytonaProvider(ShellSandboxProvider):
         return result
 
     @staticmethod
-    def _parse(response: Any) -> tuple[bytes, bool, int]:
-        """exec's text as (the command's stderr, whether its stdout file holds anything, its exit
-        status); SandboxError when the wrapper never got to its last line."""
+    def _parse(response: Any) -> tuple[bytes, int, int]:
+        """exec's text as (the command's stderr, the size of its stdout file, its exit status);
+        SandboxError when the wrapper never got to its last line."""
         output = "\n" + (response.result or "")
         stderr, mark, status = output.rpartition("\n" + IO_MARK)
-        has_output, _, code = status.strip().partition(" ")
-        if not mark or has_output not in ("0", "1") or not code.isdigit():
+        size, _, code = status.strip().partition(" ")
+        if not mark or not size.isdigit() or not code.isdigit():
             raise SandboxError(
                 f"the sandbox's shell ended without a status (exit code {response.exit_code}): "
                 f"{output.strip()[-1000:] or 'no output'}"
             )
-        return stderr.removeprefix("\n").encode(), has_output == "1", int(code)
+        return stderr.removeprefix("\n").encode(), int(size), int(code)
