@@ -462,7 +462,9 @@ class ShellSandboxProvider(ABC):
         its status never came back (an engine that cut its output short) or the SDK failed."""
         command = ["sh", "-c", OPERATIONS, "farline", self.workspace_path, STATE_DIR, *args]
         attempts = OPERATION_ATTEMPTS if args[0] in REPEATABLE_OPERATIONS else 1
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 result = await self._run(machine, command, stdin, user)
             except (SandboxGone, SandboxUnavailable):
@@ -478,7 +480,6 @@ class ShellSandboxProvider(ABC):
             if result.complete or attempt == attempts:
                 return result
             log.warning("sandbox.operation_retried", operation=args[0], attempt=attempt, error="no status")
-        raise AssertionError("unreachable")
 
     @staticmethod
     def _raise_for(result: ShellResult, process_id: str | None = None, sandbox_id: str | None = None) -> None:

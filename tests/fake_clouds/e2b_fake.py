@@ -39,7 +39,6 @@ import inspect
 import itertools
 import json
 import secrets
-import socket
 import time
 import typing
 from collections.abc import Callable
@@ -50,7 +49,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import docker
 from docker.errors import APIError, NotFound
-from docker.utils.socket import STDERR, frames_iter
+
+from sandbox_providers.docker import DockerProvider
 
 OutputT = TypeVar("OutputT")
 
@@ -345,7 +345,7 @@ class FakeE2B:
             if data is None:
                 stdout, stderr = api.exec_start(exec_id, demux=True)
             else:
-                stdout, stderr = _exec_with_input(api, exec_id, data)
+                stdout, stderr = DockerProvider._exec_with_input(api, exec_id, data)
             code = api.exec_inspect(exec_id)["ExitCode"]
         except NotFound:
             raise _not_running(sandbox_id) from None
@@ -361,22 +361,6 @@ def _not_running(sandbox_id: str) -> SandboxNotRunningException:
     return SandboxNotRunningException(
         f"The sandbox {sandbox_id} was not found: The sandbox was killed or reached its timeout."
     )
-
-
-def _exec_with_input(api: Any, exec_id: str, data: bytes) -> tuple[bytes, bytes]:
-    stream = api.exec_start(exec_id, socket=True)
-    raw = getattr(stream, "_sock", stream)
-    out: list[bytes] = []
-    err: list[bytes] = []
-    try:
-        raw.sendall(data)
-        raw.shutdown(socket.SHUT_WR)
-        for kind, chunk in frames_iter(stream, tty=False):
-            (err if kind == STDERR else out).append(chunk)
-    finally:
-        stream.close()
-        raw.close()
-    return b"".join(out), b"".join(err)
 
 
 async def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
